@@ -1,0 +1,68 @@
+"""`classify`: top-k labels for photos, using the model's stored preprocessing and labels."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifact import read_artifact
+from edgekit.errors import BadInput
+from edgekit.loaders import LoadOptions
+from edgekit.preprocess import PreprocessOverrides, image_to_tensor, load_image, resolve_preprocessing
+from edgekit.runtimes import open_runner
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One of the top-k classes for an image."""
+
+    index: int
+    label: str | None
+    probability: float
+
+
+@dataclasses.dataclass
+class ImageResult:
+    """The top-k predictions for one image."""
+
+    image: str
+    top: list[Prediction]
+
+
+def to_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Softmax, unless the scores already are a probability distribution."""
+    scores = scores.astype(np.float64).ravel()
+    if scores.min() >= 0 and abs(scores.sum() - 1.0) < 1e-3:
+        return scores
+    exp = np.exp(scores - scores.max())
+    return exp / exp.sum()
+
+
+def top_k(probabilities: np.ndarray, k: int, labels: list[str] | None) -> list[Prediction]:
+    """The k most likely classes, best first."""
+    order = np.argsort(-probabilities)[:k]
+    return [Prediction(int(i), labels[i] if labels and i < len(labels) else None, float(probabilities[i])) for i in order]
+
+
+def classify_images(model: Path, images: list[Path], *, k: int = 5, labels: list[str] | None = None,
+                    preprocess: PreprocessOverrides | None = None, load: LoadOptions | None = None,
+                    threads: int | None = None) -> tuple[str, list[ImageResult]]:
+    """Classify each image; returns the runtime description and the results."""
+    artifact = read_artifact(model)
+    prep = resolve_preprocessing(artifact.preprocessing, preprocess or PreprocessOverrides())
+    if prep is None:
+        raise BadInput(f"{model} has no stored preprocessing",
+                       fix="pass --preset imagenet|mobilenet|unit (or --mean/--std); convert stores it for next time")
+    labels = labels or artifact.labels
+    photos = [(path, load_image(path)) for path in images]
+    results = []
+    with open_runner(artifact, threads=threads, load=load) as runner:
+        classes = runner.outputs()[0].shape[-1]
+        if labels and isinstance(classes, int) and classes != len(labels):
+            raise BadInput(f"{len(labels)} labels for a model with {classes} classes", fix="give this model's labels")
+        for path, image in photos:
+            scores = runner.infer([image_to_tensor(image, prep, runner.inputs()[0])])[0]
+            results.append(ImageResult(str(path), top_k(to_probabilities(scores), k, labels)))
+        return runner.describe(), results

@@ -1,0 +1,46 @@
+"""`edgekit classify MODEL IMAGE...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgekit.cli.options import (
+    build_load,
+    build_preprocess,
+    json_option,
+    load_options,
+    model_argument,
+    preprocessing_options,
+)
+
+
+@click.command("classify")
+@model_argument
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=5, show_default=True, help="Classes to show.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Runtime threads.")
+@load_options
+@preprocessing_options
+@json_option
+def classify_command(model: Path, images: tuple[Path, ...], top_k: int, threads: int | None, arch: str | None,
+                     arch_kwarg: tuple[str, ...], trust_pickle: bool, input_shape: str | None, preset: str | None,
+                     mean: str | None, std: str | None, input_size: str | None, resize: str | None,
+                     labels_file: Path | None, as_json: bool) -> None:
+    """Print the top-k classes for each IMAGE, using MODEL's stored preprocessing and labels."""
+    from edgekit.classify import classify_images
+    from edgekit.convert.api import read_labels
+    from edgekit.report import print_classify, print_json
+
+    runtime, results = classify_images(
+        model, list(images), k=top_k, labels=read_labels(labels_file), threads=threads,
+        preprocess=build_preprocess(preset, mean, std, input_size, resize),
+        load=build_load(arch, arch_kwarg, trust_pickle, input_shape),
+    )
+    if as_json:
+        import dataclasses
+
+        print_json({"model": str(model), "runtime": runtime, "results": [dataclasses.asdict(r) for r in results]})
+    else:
+        print_classify(runtime, results)

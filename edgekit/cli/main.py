@@ -1,0 +1,91 @@
+"""The `edgekit` root command: lazy subcommands, -v, and EdgekitError -> one line + exit code."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from typing import Any
+
+import click
+
+# name -> "module:command"; modules are imported only when their command runs (fast --help).
+COMMANDS = {
+    "inspect": ("edgekit.cli.inspect_cmd:inspect_command", "Show a model's format, tensors, size, MACs and ops."),
+    "convert": ("edgekit.cli.convert_cmd:convert_command", "Convert a model to ONNX or TFLite and verify it."),
+    "classify": ("edgekit.cli.classify_cmd:classify_command", "Classify photos with a model (top-k labels)."),
+    "fetch": ("edgekit.cli.fetch_cmd:fetch_command", "Fetch the real example models and sample photos."),
+}
+
+
+class EdgekitClickError(click.ClickException):
+    """A ClickException printed as `edgekit: <message>` with edgekit's exit code."""
+
+    def __init__(self, message: str, exit_code: int, trace: str | None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.trace = trace
+
+    def show(self, file: Any = None) -> None:
+        """Print the traceback (only with -v) and the one-line message to stderr."""
+        if self.trace:
+            click.echo(self.trace, err=True, nl=False)
+        click.echo(f"edgekit: {self.message}", err=True)
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use; turns errors into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Command names in a stable order."""
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the command's module only now."""
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, _, attr = COMMANDS[cmd_name][0].partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List commands with their summaries without importing them."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; EdgekitError and unexpected errors become one line (traceback with -v)."""
+        from edgekit.errors import EdgekitError
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except EdgekitError as exc:
+            raise EdgekitClickError(exc.line(), exc.exit_code, _trace(ctx)) from exc
+        except KeyboardInterrupt:
+            raise EdgekitClickError("interrupted; no partial output was kept", 130, None) from None
+        except Exception as exc:  # noqa: BLE001 - last resort: never a bare traceback without -v
+            message = f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+            raise EdgekitClickError(f"{message} (rerun with -v for the traceback and report it)", 70, _trace(ctx)) from exc
+
+
+def _trace(ctx: click.Context) -> str | None:
+    return traceback.format_exc() if (ctx.obj or {}).get("verbose") else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and library logs.")
+@click.version_option(package_name="edgekit")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """edgekit: get trained PyTorch and Keras vision models onto small devices.
+
+    Exit codes: 0 ok, 1 drift over budget, 2 usage, 3 bad input, 4 missing optional
+    dependency, 5 device unavailable, 6 unsupported route, 70 internal error.
+    """
+    ctx.obj = {"verbose": verbose}
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="edgekit", args=sys.argv[1:])

@@ -1,0 +1,89 @@
+"""Options shared by several commands, and the small parsers behind them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+PRESET_NAMES = ["imagenet", "mobilenet", "unit"]
+
+
+def _numbers(value: str | None, kind: type, flag: str) -> tuple[Any, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(kind(v) for v in value.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers", param_hint=flag) from None
+
+
+def preprocessing_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--preset, --mean, --std, --input-size, --resize, --labels."""
+    decorators = [
+        click.option("--preset", type=click.Choice(PRESET_NAMES), help="Normalisation preset (stored in the sidecar)."),
+        click.option("--mean", help="Per-channel mean in [0,1] units, e.g. 0.485,0.456,0.406."),
+        click.option("--std", help="Per-channel std in [0,1] units, e.g. 0.229,0.224,0.225."),
+        click.option("--input-size", help="Image size H,W (or one number) when the model does not fix it."),
+        click.option("--resize", type=click.Choice(["center-crop", "stretch"]), help="How photos are fitted."),
+        click.option("--labels", "labels_file", type=click.Path(path_type=Path), help="Class names, one per line."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def load_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--arch, --arch-kwarg, --trust-pickle, --input-shape."""
+    decorators = [
+        click.option("--arch", help="package.module:callable that builds the network for a .pth state dict."),
+        click.option("--arch-kwarg", multiple=True, help="key=value passed to --arch (repeatable; YAML values)."),
+        click.option("--trust-pickle", is_flag=True,
+                     help="Allow unpickling a whole torch module. This runs code from the file: trusted files only."),
+        click.option("--input-shape", help="Full input shape, e.g. 1,3,224,224, for models that do not record it."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def build_preprocess(preset: str | None, mean: str | None, std: str | None, input_size: str | None,
+                     resize: str | None) -> Any:
+    """PreprocessOverrides from the raw option values."""
+    from edgekit.preprocess import PreprocessOverrides
+
+    size = _numbers(input_size, int, "--input-size")
+    if size is not None and len(size) == 1:
+        size = (size[0], size[0])
+    if size is not None and len(size) != 2:
+        raise click.BadParameter("give H,W or one number", param_hint="--input-size")
+    return PreprocessOverrides(preset=preset, mean=_numbers(mean, float, "--mean"), std=_numbers(std, float, "--std"),
+                               size=size, resize=resize)
+
+
+def build_load(arch: str | None, arch_kwarg: tuple[str, ...], trust_pickle: bool, input_shape: str | None) -> Any:
+    """LoadOptions from the raw option values."""
+    import yaml
+
+    from edgekit.loaders import LoadOptions
+
+    kwargs = {}
+    for item in arch_kwarg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--arch-kwarg")
+        kwargs[key.strip()] = yaml.safe_load(value)
+    return LoadOptions(arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle,
+                       input_shape=_numbers(input_shape, int, "--input-shape"))
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--json: print machine-readable JSON instead of tables."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")(fn)
+
+
+def model_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The MODEL path argument (existence is checked by edgekit with a clearer message)."""
+    return click.argument("model", type=click.Path(path_type=Path))(fn)

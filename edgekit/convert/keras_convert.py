@@ -1,0 +1,59 @@
+"""Keras / SavedModel -> TFLite (the TFLite converter) and -> ONNX (tf2onnx)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekit.convert.routes import ConvertJob
+from edgekit.errors import MissingDependency, UnsupportedRoute
+from edgekit.fsutil import log_tail, quiet_native_output
+from edgekit.loaders.keras_loader import import_tf
+
+KERAS_ONNX_OPSET = 17
+
+
+def to_tflite(job: ConvertJob) -> dict[str, Any]:
+    """Convert with tf.lite.TFLiteConverter (fp32)."""
+    tf = import_tf()
+    runner = job.runner
+    if runner.is_saved_model:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(job.source.path))
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(runner.model)
+    job.target.write_bytes(run_converter(converter))
+    return {"converter": f"tf.lite.TFLiteConverter (tensorflow {tf.__version__})"}
+
+
+def run_converter(converter: Any) -> bytes:
+    """Run a configured TFLite converter quietly; UnsupportedRoute with the log's tail on failure."""
+    with quiet_native_output() as log:
+        try:
+            return converter.convert()
+        except Exception as exc:  # noqa: BLE001 - ConverterError and friends
+            raise UnsupportedRoute(f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})",
+                                   fix=f"converter log: {log_tail(log)}") from exc
+
+
+def to_onnx(job: ConvertJob) -> dict[str, Any]:
+    """Convert with tf2onnx (NHWC input kept; tf2onnx's optimizer removes inner transposes)."""
+    tf = import_tf()
+    try:
+        import tf2onnx
+    except ImportError as exc:
+        raise MissingDependency("converting Keras to ONNX", "tf2onnx", "tf") from exc
+    runner = job.runner
+    signature = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name.split(":")[0]) for spec in runner.inputs()]
+    opset = job.opset or KERAS_ONNX_OPSET
+    with quiet_native_output() as log:
+        try:
+            if runner.is_saved_model:
+                function = runner.model.signatures["serving_default"]
+                tf2onnx.convert.from_function(function, input_signature=signature, opset=opset,
+                                              output_path=str(job.target))
+            else:
+                tf2onnx.convert.from_keras(runner.model, input_signature=signature, opset=opset,
+                                           output_path=str(job.target))
+        except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
+            raise UnsupportedRoute(f"tf2onnx failed ({str(exc).splitlines()[0][:200]})",
+                                   fix=f"converter log: {log_tail(log)}") from exc
+    return {"converter": f"tf2onnx {tf2onnx.__version__}", "opset": opset}

@@ -1,0 +1,131 @@
+"""ONNX -> TFLite (fp32) through edgekit's own NHWC translator and the TFLite converter.
+
+Chosen on evidence (../shared/REAL_MODELS.md, README "torch -> TFLite route"): onnx2tf 2.x needs
+Python >= 3.12 and 1.x downgrades TF/numpy/onnx, and litert-torch adds ~940 MB; this route needs
+only TensorFlow and gives NHWC models with no transposes around convolutions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifact import TensorSpec
+from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value
+from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute
+from edgekit.fsutil import log_tail, quiet_native_output
+from edgekit.loaders.keras_loader import import_tf
+
+
+def _onnx():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependency("converting ONNX", "onnx and onnxruntime", "onnx") from exc
+    return onnx, onnxruntime
+
+
+def fold_constants(source: Path, input_shape: list[int] | None) -> Any:
+    """Fix the batch (or all) input dims, then let onnxruntime fold constants and shape arithmetic."""
+    onnx, ort = _onnx()
+    try:
+        model = onnx.load(str(source))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+        raise BadInput(f"{source} is not a readable ONNX model ({exc})", fix="re-export it") from exc
+    initializers = {i.name for i in model.graph.initializer}
+    for graph_input in (i for i in model.graph.input if i.name not in initializers):
+        dims = graph_input.type.tensor_type.shape.dim
+        for index, dim in enumerate(dims):
+            if input_shape is not None:
+                dim.dim_value = int(input_shape[index])
+            elif not dim.dim_value:
+                if index:
+                    raise BadInput(f"ONNX input {graph_input.name!r} has a dynamic dimension {index}",
+                                   fix="pass --input-shape with the full static shape")
+                dim.dim_value = 1
+    with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
+        fixed, folded = Path(tmp) / "fixed.onnx", Path(tmp) / "folded.onnx"
+        onnx.save(model, str(fixed))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"])
+        return onnx.load(str(folded))
+
+
+def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpec], list[TensorSpec]]:
+    """Translate an ONNX graph into a TF concrete function (and its owning module), NHWC inputs."""
+    tf = import_tf()
+    from onnx import helper, numpy_helper
+
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    graph_inputs = [i for i in model.graph.input if i.name not in constants]
+    shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph_inputs]
+    signature = [tf.TensorSpec([s[i] for i in TO_NHWC] if len(s) == 4 else s, tf.float32, name=f"input_{n}")
+                 for n, s in enumerate(shapes)]
+
+    def forward(*args: Any) -> list[Any]:
+        env: dict[str, Value] = {n: Value(v) for n, v in constants.items()}
+        for graph_input, arg in zip(graph_inputs, args):
+            env[graph_input.name] = Value(arg, nhwc=len(arg.shape) == 4)
+        for node in model.graph.node:
+            if node.op_type == "Constant":
+                env[node.output[0]] = Value(numpy_helper.to_array(node.attribute[0].t))
+                continue
+            handler = OPS.get(node.op_type)
+            if handler is None:
+                raise UnsupportedRoute(f"ONNX operator {node.op_type} (node {node.name!r}) has no TFLite translation yet",
+                                       fix="convert this model to ONNX only, or open an issue with the model")
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            ins = [env[name] if name else None for name in node.input]
+            for name, value in zip(node.output, handler(node, ins, attrs, tf)):
+                env[name] = value
+        return [_as_tensor(tf, env[o.name]) for o in model.graph.output]
+
+    module = tf.Module()
+    module.forward = tf.function(forward, input_signature=signature, autograph=False)
+    concrete = module.forward.get_concrete_function()
+    inputs = [TensorSpec(name=s.name, shape=list(s.shape), layout="NHWC" if len(s.shape) == 4 else None)
+              for s in signature]
+    outputs = [TensorSpec(name=o.name, shape=t.shape.as_list(), layout="NHWC" if t.shape.rank == 4 else None)
+               for o, t in zip(model.graph.output, concrete.outputs)]
+    return (concrete, module), inputs, outputs
+
+
+def _as_tensor(tf: Any, value: Value) -> Any:
+    data = value.data
+    return tf.constant(data.astype(np.float32) if data.dtype == np.float64 else data) if value.const else data
+
+
+def concrete_to_tflite(function: tuple[Any, Any], configure: Any = None) -> bytes:
+    """Run the TFLite converter on (concrete function, module); `configure(converter)` may set quantization."""
+    tf = import_tf()
+    concrete, module = function
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    if configure is not None:
+        configure(converter)
+    with quiet_native_output() as log:
+        try:
+            return converter.convert()
+        except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and others
+            raise UnsupportedRoute(f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})",
+                                   fix=f"converter log: {log_tail(log)}") from exc
+
+
+def onnx_to_tflite(source: Path, target: Path, input_shape: list[int] | None) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Convert an ONNX file to an fp32 NHWC TFLite file; returns its input and output specs."""
+    model = fold_constants(source, input_shape)
+    concrete, inputs, outputs = build_concrete_function(model)
+    target.write_bytes(concrete_to_tflite(concrete))
+    return inputs, outputs
+
+
+def convert(job: Any) -> dict[str, Any]:
+    """Route entry: ONNX source -> TFLite at job.target."""
+    onnx_to_tflite(job.source.path, job.target, job.input_shape)
+    return {"route": "ONNX -> edgekit NHWC translator -> TFLite converter"}

@@ -1,0 +1,77 @@
+"""`inspect_model`: format, io, parameters, MACs, op histogram, weight precision, sidecar facts.
+
+One inspector module per format family, listed in INSPECTORS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifact import ModelArtifact, TensorSpec, read_artifact
+from edgekit.formats import Family
+from edgekit.loaders import LoadOptions
+from edgekit.runtimes import open_runner
+
+INSPECTORS: dict[Family, str] = {
+    Family.ONNX: "edgekit.inspectors.onnx_info:inspect_graph",
+    Family.TFLITE: "edgekit.inspectors.tflite_info:inspect_graph",
+    Family.TORCH: "edgekit.inspectors.framework_info:inspect_torch",
+    Family.KERAS: "edgekit.inspectors.framework_info:inspect_keras",
+}
+
+
+@dataclasses.dataclass
+class GraphFacts:
+    """What an inspector reads from the model itself."""
+
+    params: int = 0
+    macs: int | None = None
+    ops: Counter = dataclasses.field(default_factory=Counter)
+    weight_dtypes: Counter = dataclasses.field(default_factory=Counter)  # dtype -> number of weight values
+
+
+@dataclasses.dataclass
+class InspectReport:
+    """Everything `edgekit inspect` prints."""
+
+    path: Path
+    format: str
+    size_bytes: int
+    runtime: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    facts: GraphFacts
+    artifact: ModelArtifact
+
+    def precision_shares(self) -> dict[str, float]:
+        """Share of weight values per dtype, e.g. {'float32': 0.98, 'int8': 0.02}."""
+        total = sum(self.facts.weight_dtypes.values())
+        return {k: v / total for k, v in self.facts.weight_dtypes.most_common()} if total else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for --json."""
+        side = self.artifact.to_dict()
+        return {
+            "path": str(self.path), "format": self.format, "size_bytes": self.size_bytes, "runtime": self.runtime,
+            "inputs": [dataclasses.asdict(s) for s in self.inputs],
+            "outputs": [dataclasses.asdict(s) for s in self.outputs],
+            "params": self.facts.params, "macs": self.facts.macs, "ops": dict(self.facts.ops.most_common()),
+            "precision": self.precision_shares(), "preprocessing": side["preprocessing"],
+            "labels": len(self.artifact.labels or []), "lineage": self.artifact.lineage,
+        }
+
+
+def inspect_model(path: Path, load: LoadOptions | None = None) -> InspectReport:
+    """Open the model with its runner and read its graph facts."""
+    artifact = read_artifact(path)
+    module_name, _, function = INSPECTORS[artifact.format.family].partition(":")
+    inspector = getattr(importlib.import_module(module_name), function)
+    with open_runner(artifact, load=load) as runner:
+        facts = inspector(artifact, runner)
+        inputs, outputs, runtime = runner.inputs(), runner.outputs(), runner.describe()
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    return InspectReport(path, artifact.format.value, size, runtime, inputs, outputs, facts, artifact)

@@ -1,0 +1,72 @@
+"""Torch and Keras model facts: parameters, MACs of conv/linear layers, layer histogram."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+
+def inspect_torch(artifact: Any, runner: Any) -> Any:
+    """Count parameters and MACs of a torch model with forward hooks on Conv and Linear layers."""
+    import torch
+
+    from edgekit.inspectors import GraphFacts
+
+    model = runner.model
+    facts = GraphFacts(ops=Counter(type(m).__name__ for m in model.modules() if not list(m.children())))
+    for tensor in list(model.parameters()) + [b for b in model.buffers() if b.dtype.is_floating_point]:
+        if tensor.dim() > 0:
+            facts.weight_dtypes[str(tensor.dtype).removeprefix("torch.")] += tensor.numel()
+    facts.params = sum(p.numel() for p in model.parameters())
+    macs = [0]
+
+    def count(module: Any, _inputs: Any, output: Any) -> None:
+        if isinstance(module, torch.nn.Conv2d):
+            macs[0] += output.numel() * (module.in_channels // module.groups) * int(np.prod(module.kernel_size))
+        elif isinstance(module, torch.nn.Linear):
+            macs[0] += output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        runner.infer([np.zeros(runner.inputs()[0].shape, np.float32)])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    facts.macs = macs[0] if hooks else None
+    return facts
+
+
+def inspect_keras(artifact: Any, runner: Any) -> Any:
+    """Count parameters and MACs of Conv2D/DepthwiseConv2D/Dense layers from their shapes."""
+    from edgekit.inspectors import GraphFacts
+
+    if runner.is_saved_model:
+        variables = runner.model.variables if hasattr(runner.model, "variables") else []
+        facts = GraphFacts(params=int(sum(np.prod(v.shape) for v in variables)))
+        facts.weight_dtypes["float32"] = facts.params
+        return facts
+    model = runner.model
+    facts = GraphFacts(params=int(model.count_params()), ops=Counter(type(layer).__name__ for layer in model.layers))
+    for weight in model.weights:
+        facts.weight_dtypes[str(weight.dtype)] += int(np.prod(weight.shape))
+    facts.macs = sum(_layer_macs(layer) for layer in model.layers)
+    return facts
+
+
+def _layer_macs(layer: Any) -> int:
+    kind = type(layer).__name__
+    try:
+        out = [d or 1 for d in layer.output.shape]
+    except (AttributeError, ValueError):
+        return 0
+    if kind == "Conv2D":
+        kernel = layer.kernel.shape
+        return int(np.prod(out)) * int(kernel[0] * kernel[1] * kernel[2]) // max(getattr(layer, "groups", 1), 1)
+    if kind == "DepthwiseConv2D":
+        kernel = layer.kernel.shape
+        return int(np.prod(out)) * int(kernel[0] * kernel[1])
+    if kind == "Dense":
+        return int(np.prod(out)) * int(layer.kernel.shape[0])
+    return 0

@@ -1,0 +1,50 @@
+"""Load Keras 3 models (.keras, legacy .h5) with safe_mode on, and TensorFlow SavedModels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BadInput, MissingDependency
+from edgekit.formats import Format
+
+
+def import_tf():
+    """Import TensorFlow quietly, or raise MissingDependency."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise MissingDependency("loading a Keras/TensorFlow model", "TensorFlow", "tf") from exc
+    return tf
+
+
+def load_keras_model(path: Path, fmt: Format) -> Any:
+    """A Keras model, or for a SavedModel the loaded object with its serving signature."""
+    tf = import_tf()
+    if fmt is Format.SAVED_MODEL:
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - TF raises many kinds for a broken SavedModel
+            raise BadInput(f"{path} could not be loaded as a SavedModel ({_first_line(exc)})", fix="re-export it") from exc
+        if "serving_default" not in getattr(loaded, "signatures", {}):
+            raise BadInput(f"SavedModel {path} has no serving_default signature", fix="export it with a signature")
+        return loaded
+    import keras
+
+    try:
+        return keras.models.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - h5py/keras raise many kinds for corrupt files
+        text = _first_line(exc)
+        if "safe_mode" in text or "Lambda" in text:
+            raise BadInput(
+                f"{path} contains a Lambda layer with Python code, which safe mode refuses to load",
+                fix="rebuild the model without Lambda layers (or with a registered custom layer)",
+            ) from exc
+        raise BadInput(f"{path} could not be loaded as a Keras model ({text})", fix="re-save it with Keras 3") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,77 @@
+"""Runners: one interface over onnxruntime, TFLite and the source frameworks.
+
+Only runner modules import a runtime. `open_runner` picks the backend from the format table.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.formats import Family
+
+if TYPE_CHECKING:
+    from edgekit.artifact import ModelArtifact, TensorSpec
+    from edgekit.loaders import LoadOptions
+
+
+class Runner(abc.ABC):
+    """An opened model: describe its tensors, run float inputs, return float outputs."""
+
+    @abc.abstractmethod
+    def inputs(self) -> list[TensorSpec]:
+        """The input tensors (shape, dtype, layout, quantization)."""
+
+    @abc.abstractmethod
+    def outputs(self) -> list[TensorSpec]:
+        """The output tensors."""
+
+    @abc.abstractmethod
+    def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """Run one batch; inputs and outputs are float32 (int8 IO is (de)quantized here)."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Which runtime and version ran, with its delegate or provider."""
+
+    def close(self) -> None:
+        """Release the session or interpreter."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Format family -> "module:class". A new backend is one module plus one line here.
+RUNNERS: dict[Family, str] = {
+    Family.ONNX: "edgekit.runtimes.onnxrt:OnnxRunner",
+    Family.TFLITE: "edgekit.runtimes.tflite:TFLiteRunner",
+    Family.TORCH: "edgekit.runtimes.torch_rt:TorchRunner",
+    Family.KERAS: "edgekit.runtimes.keras_rt:KerasRunner",
+}
+
+
+def open_runner(artifact: ModelArtifact, *, threads: int | None = None, load: LoadOptions | None = None) -> Runner:
+    """Open `artifact` with the runner for its format family."""
+    from edgekit.loaders import LoadOptions
+
+    module_name, _, class_name = RUNNERS[artifact.format.family].partition(":")
+    runner_class = getattr(importlib.import_module(module_name), class_name)
+    return runner_class(artifact, threads=threads, load=load or LoadOptions())
+
+
+def quantize(values: np.ndarray, spec: TensorSpec, dtype: np.dtype) -> np.ndarray:
+    """Float -> int8/uint8 with the tensor's scale and zero point (pycoral's adapters do the same)."""
+    info = np.iinfo(dtype)
+    scaled = np.round(values / spec.scale + spec.zero_point)
+    return np.clip(scaled, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """int8/uint8 -> float with the tensor's scale and zero point."""
+    return ((values.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)

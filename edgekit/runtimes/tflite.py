@@ -1,0 +1,113 @@
+"""TFLite backend: ai-edge-litert, else tflite-runtime (old Raspberry Pi OS), else tf.lite."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.artifact import TensorSpec
+from edgekit.errors import BadInput, MissingDependency
+from edgekit.fsutil import quiet_native_output
+from edgekit.preprocess import guess_layout
+from edgekit.runtimes import Runner, dequantize, quantize
+
+if TYPE_CHECKING:
+    from edgekit.artifact import ModelArtifact
+    from edgekit.loaders import LoadOptions
+
+# Tried in order; the first that imports is used and named in describe().
+INTERPRETERS = (
+    ("ai-edge-litert", "ai_edge_litert.interpreter"),
+    ("tflite-runtime", "tflite_runtime.interpreter"),
+    ("tensorflow", "tensorflow.lite"),
+)
+
+
+def find_interpreter() -> tuple[str, Any, str]:
+    """(package name, Interpreter class, version) of the first TFLite runtime that imports."""
+    for package, module_name in INTERPRETERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        return package, module.Interpreter, _version(package)
+    raise MissingDependency("running a TFLite model", "ai-edge-litert", "tflite")
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class TFLiteRunner(Runner):
+    """A TFLite Interpreter (XNNPACK is the default CPU delegate in ai-edge-litert)."""
+
+    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions) -> None:
+        self._package, interpreter_class, self._version = find_interpreter()
+        try:
+            with quiet_native_output():  # the runtime announces its XNNPACK delegate on stderr
+                self._interpreter = interpreter_class(model_path=str(artifact.path), num_threads=threads)
+                self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise BadInput(f"{artifact.path} could not be opened as TFLite ({first})", fix="re-convert the model") from exc
+        stored = {s.name: s for s in artifact.inputs}
+        self._in_details = self._interpreter.get_input_details()
+        self._out_details = self._interpreter.get_output_details()
+        self._inputs = [self._spec(d, stored.get(d["name"])) for d in self._in_details]
+        self._outputs = [self._spec(d, None) for d in self._out_details]
+
+    @staticmethod
+    def _spec(detail: dict[str, Any], stored: TensorSpec | None) -> TensorSpec:
+        shape = [int(d) if d > 0 else None for d in detail.get("shape_signature", detail["shape"])]
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        quantized = np.dtype(detail["dtype"]).kind in "iu" and scale
+        layout = stored.layout if stored and stored.layout else guess_layout(shape)
+        return TensorSpec(
+            name=detail["name"], shape=shape, dtype=np.dtype(detail["dtype"]).name, layout=layout,
+            scale=float(scale) if quantized else None, zero_point=int(zero_point) if quantized else None,
+        )
+
+    def inputs(self) -> list[TensorSpec]:
+        """The interpreter's inputs, with quantization for int8/uint8 ones."""
+        return self._inputs
+
+    def outputs(self) -> list[TensorSpec]:
+        """The interpreter's outputs."""
+        return self._outputs
+
+    def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """Run one batch, quantizing int8 inputs and dequantizing int8 outputs."""
+        for detail, spec, value in zip(self._in_details, self._inputs, feeds):
+            dtype = np.dtype(detail["dtype"])
+            value = quantize(value, spec, dtype) if spec.scale else np.asarray(value, dtype=dtype)
+            if tuple(value.shape) != tuple(detail["shape"]):
+                self._interpreter.resize_tensor_input(detail["index"], value.shape)
+                self._interpreter.allocate_tensors()
+            self._interpreter.set_tensor(detail["index"], value)
+        self._interpreter.invoke()
+        results = []
+        for detail, spec in zip(self._out_details, self._outputs):
+            raw = self._interpreter.get_tensor(detail["index"])
+            results.append(dequantize(raw, spec) if spec.scale else np.array(raw))
+        return results
+
+    def describe(self) -> str:
+        """e.g. 'ai-edge-litert 2.3.0 (XNNPACK)'."""
+        delegate = "XNNPACK" if self._package != "tensorflow" else "built-in kernels"
+        return f"{self._package} {self._version} ({delegate})"
+
+    def ops(self) -> list[dict[str, Any]]:
+        """Operator details (name, input/output tensor indices); empty if the runtime hides them."""
+        getter = getattr(self._interpreter, "_get_ops_details", None)
+        return list(getter()) if getter else []
+
+    def tensors(self) -> list[dict[str, Any]]:
+        """All tensor details of the model."""
+        return list(self._interpreter.get_tensor_details())

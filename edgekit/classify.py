@@ -43,18 +43,29 @@ def to_probabilities(scores: np.ndarray) -> np.ndarray:
 def top_k(probabilities: np.ndarray, k: int, labels: list[str] | None) -> list[Prediction]:
     """The k most likely classes, best first."""
     order = np.argsort(-probabilities)[:k]
-    return [Prediction(int(i), labels[i] if labels and i < len(labels) else None, float(probabilities[i])) for i in order]
+    return [
+        Prediction(int(i), labels[i] if labels and i < len(labels) else None, float(probabilities[i])) for i in order
+    ]
 
 
-def classify_images(model: Path, images: list[Path], *, k: int = 5, labels: list[str] | None = None,
-                    preprocess: PreprocessOverrides | None = None, load: LoadOptions | None = None,
-                    threads: int | None = None) -> tuple[str, list[ImageResult]]:
+def classify_images(
+    model: Path,
+    images: list[Path],
+    *,
+    k: int = 5,
+    labels: list[str] | None = None,
+    preprocess: PreprocessOverrides | None = None,
+    load: LoadOptions | None = None,
+    threads: int | None = None,
+) -> tuple[str, list[ImageResult]]:
     """Classify each image; returns the runtime description and the results."""
     artifact = read_artifact(model)
     prep = resolve_preprocessing(artifact.preprocessing, preprocess or PreprocessOverrides())
     if prep is None:
-        raise BadInput(f"{model} has no stored preprocessing",
-                       fix="pass --preset imagenet|mobilenet|unit (or --mean/--std); convert stores it for next time")
+        raise BadInput(
+            f"{model} has no stored preprocessing",
+            fix="pass --preset imagenet|mobilenet|unit (or --mean/--std); convert stores it for next time",
+        )
     labels = labels or artifact.labels
     photos = [(path, load_image(path)) for path in images]
     results = []

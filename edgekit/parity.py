@@ -50,7 +50,9 @@ class ParityReport:
             if out.max_abs_diff > self.tolerance:
                 problems.append(f"output {out.name}: max |Δ| {out.max_abs_diff:.3g} > {self.tolerance:g}")
             if out.top1_agreement < self.min_agreement:
-                problems.append(f"output {out.name}: top-1 agreement {out.top1_agreement:.1%} < {self.min_agreement:.1%}")
+                problems.append(
+                    f"output {out.name}: top-1 agreement {out.top1_agreement:.1%} < {self.min_agreement:.1%}"
+                )
         return problems
 
 
@@ -63,8 +65,10 @@ def parity_images(data: Path | None, count: int, seed: int = 0) -> list[np.ndarr
 def compare(source: Runner, result: Runner, prep: Preprocessing, images: list[np.ndarray]) -> list[OutputParity]:
     """Run both runners on the same photos, each in its own input layout, and compare outputs."""
     if len(source.outputs()) != len(result.outputs()):
-        raise BadInput(f"source has {len(source.outputs())} outputs, result {len(result.outputs())}",
-                       fix="compare models with the same outputs")
+        raise BadInput(
+            f"source has {len(source.outputs())} outputs, result {len(result.outputs())}",
+            fix="compare models with the same outputs",
+        )
     diffs: list[list[np.ndarray]] = [[] for _ in source.outputs()]
     agree = np.zeros(len(source.outputs()))
     for image in images:
@@ -72,14 +76,20 @@ def compare(source: Runner, result: Runner, prep: Preprocessing, images: list[np
         got = result.infer([image_to_tensor(image, prep, result.inputs()[0])])
         for index, (a, b) in enumerate(zip(ref, got)):
             if a.size != b.size:
-                raise BadInput(f"output {index} has {a.size} values in the source and {b.size} in the result",
-                               fix="compare models with the same outputs")
+                raise BadInput(
+                    f"output {index} has {a.size} values in the source and {b.size} in the result",
+                    fix="compare models with the same outputs",
+                )
             a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
             diffs[index].append(np.abs(a.astype(np.float64) - b))
             agree[index] += float(np.mean(a.argmax(-1) == b.argmax(-1)))
     return [
-        OutputParity(spec.name, float(max(d.max() for d in diffs[i])), float(np.mean([d.mean() for d in diffs[i]])),
-                     float(agree[i] / len(images)))
+        OutputParity(
+            spec.name,
+            float(max(d.max() for d in diffs[i])),
+            float(np.mean([d.mean() for d in diffs[i]])),
+            float(agree[i] / len(images)),
+        )
         for i, spec in enumerate(result.outputs())
     ]
 
@@ -87,5 +97,7 @@ def compare(source: Runner, result: Runner, prep: Preprocessing, images: list[np
 def check(report: ParityReport, what: str) -> None:
     """Raise DriftExceeded naming every broken limit."""
     if not report.passed:
-        raise DriftExceeded(f"{what} differs from its source: {'; '.join(report.failures())}",
-                            fix="the output was not written; use --tolerance/--min-agreement to accept it")
+        raise DriftExceeded(
+            f"{what} differs from its source: {'; '.join(report.failures())}",
+            fix="the output was not written; use --tolerance/--min-agreement to accept it",
+        )

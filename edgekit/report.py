@@ -55,8 +55,12 @@ def print_inspect(report: Any) -> None:
     shares = report.precision_shares()
     summary.add_row("weights", ", ".join(f"{k} {v:.1%}" for k, v in shares.items()) or "none found")
     prep = report.artifact.preprocessing
-    summary.add_row("preprocessing", f"{prep.preset or 'custom'}: mean {prep.mean}, std {prep.std}, {prep.resize}"
-                    if prep else "not recorded (pass --preset when converting)")
+    summary.add_row(
+        "preprocessing",
+        f"{prep.preset or 'custom'}: mean {prep.mean}, std {prep.std}, {prep.resize}"
+        if prep
+        else "not recorded (pass --preset when converting)",
+    )
     summary.add_row("labels", f"{len(report.artifact.labels)} classes" if report.artifact.labels else "none")
     for entry in report.artifact.lineage:
         summary.add_row("lineage", f"{entry.get('step')} from {entry.get('source')} ({entry.get('created', '')})")
@@ -84,13 +88,20 @@ def print_convert(report: Any) -> None:
         table.add_column(column)
     parity = report.parity
     for out in parity.outputs:
-        table.add_row(out.name, f"{out.max_abs_diff:.3g}", f"{out.mean_abs_diff:.3g}", f"{out.top1_agreement:.1%}",
-                      f"|Δ| ≤ {parity.tolerance:g}, agreement ≥ {parity.min_agreement:.0%}")
+        table.add_row(
+            out.name,
+            f"{out.max_abs_diff:.3g}",
+            f"{out.mean_abs_diff:.3g}",
+            f"{out.top1_agreement:.1%}",
+            f"|Δ| ≤ {parity.tolerance:g}, agreement ≥ {parity.min_agreement:.0%}",
+        )
     _out.print(table)
     notes = ", ".join(f"{k}: {v}" for k, v in report.notes.items())
-    _out.print(f"[green]✓[/green] {report.output} ({human_bytes(report.output_bytes)}, from "
-               f"{human_bytes(report.source_bytes)} {report.source_format}) in {report.seconds:.1f}s; "
-               f"parity on {parity.images} real-photo crops: {parity.source_runtime} vs {parity.result_runtime}; {notes}")
+    _out.print(
+        f"[green]✓[/green] {report.output} ({human_bytes(report.output_bytes)}, from "
+        f"{human_bytes(report.source_bytes)} {report.source_format}) in {report.seconds:.1f}s; "
+        f"parity on {parity.images} real-photo crops: {parity.source_runtime} vs {parity.result_runtime}; {notes}"
+    )
 
 
 def print_classify(runtime: str, results: list[Any]) -> None:
@@ -100,6 +111,11 @@ def print_classify(runtime: str, results: list[Any]) -> None:
         table.add_column(column)
     for result in results:
         for rank, prediction in enumerate(result.top, start=1):
-            table.add_row(result.image if rank == 1 else "", str(rank), str(prediction.index),
-                          prediction.label or "", f"{prediction.probability:.3f}")
+            table.add_row(
+                result.image if rank == 1 else "",
+                str(rank),
+                str(prediction.index),
+                prediction.label or "",
+                f"{prediction.probability:.3f}",
+            )
     _out.print(table)

@@ -24,17 +24,34 @@ from edgekit.cli.options import (
 @load_options
 @preprocessing_options
 @json_option
-def classify_command(model: Path, images: tuple[Path, ...], top_k: int, threads: int | None, arch: str | None,
-                     arch_kwarg: tuple[str, ...], trust_pickle: bool, input_shape: str | None, preset: str | None,
-                     mean: str | None, std: str | None, input_size: str | None, resize: str | None,
-                     labels_file: Path | None, as_json: bool) -> None:
+def classify_command(
+    model: Path,
+    images: tuple[Path, ...],
+    top_k: int,
+    threads: int | None,
+    arch: str | None,
+    arch_kwarg: tuple[str, ...],
+    trust_pickle: bool,
+    input_shape: str | None,
+    preset: str | None,
+    mean: str | None,
+    std: str | None,
+    input_size: str | None,
+    resize: str | None,
+    labels_file: Path | None,
+    as_json: bool,
+) -> None:
     """Print the top-k classes for each IMAGE, using MODEL's stored preprocessing and labels."""
     from edgekit.classify import classify_images
     from edgekit.convert.api import read_labels
     from edgekit.report import print_classify, print_json
 
     runtime, results = classify_images(
-        model, list(images), k=top_k, labels=read_labels(labels_file), threads=threads,
+        model,
+        list(images),
+        k=top_k,
+        labels=read_labels(labels_file),
+        threads=threads,
         preprocess=build_preprocess(preset, mean, std, input_size, resize),
         load=build_load(arch, arch_kwarg, trust_pickle, input_shape),
     )

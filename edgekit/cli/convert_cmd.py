@@ -23,26 +23,54 @@ from edgekit.cli.options import (
 @click.option("--opset", type=int, help="ONNX opset (default: 18 for torch.export, 17 otherwise).")
 @click.option("--tolerance", type=float, help="Max |Δ| of any output vs the source (default 1e-3 for fp32).")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), help="Min top-1 agreement (default 1.0 for fp32).")
-@click.option("--check-images", type=click.IntRange(1, 10000), default=16, show_default=True,
-              help="Real-photo crops used for the parity check.")
+@click.option(
+    "--check-images",
+    type=click.IntRange(1, 10000),
+    default=16,
+    show_default=True,
+    help="Real-photo crops used for the parity check.",
+)
 @click.option("--data", type=click.Path(path_type=Path), help="Photo folder for the check (default: bundled photos).")
 @load_options
 @preprocessing_options
 @json_option
-def convert_command(model: Path, target: str, output: Path | None, opset: int | None, tolerance: float | None,
-                    min_agreement: float | None, check_images: int, data: Path | None, arch: str | None,
-                    arch_kwarg: tuple[str, ...], trust_pickle: bool, input_shape: str | None, preset: str | None,
-                    mean: str | None, std: str | None, input_size: str | None, resize: str | None,
-                    labels_file: Path | None, as_json: bool) -> None:
+def convert_command(
+    model: Path,
+    target: str,
+    output: Path | None,
+    opset: int | None,
+    tolerance: float | None,
+    min_agreement: float | None,
+    check_images: int,
+    data: Path | None,
+    arch: str | None,
+    arch_kwarg: tuple[str, ...],
+    trust_pickle: bool,
+    input_shape: str | None,
+    preset: str | None,
+    mean: str | None,
+    std: str | None,
+    input_size: str | None,
+    resize: str | None,
+    labels_file: Path | None,
+    as_json: bool,
+) -> None:
     """Convert MODEL to ONNX or TFLite, check it against MODEL on real photos, write it with a sidecar."""
     from edgekit.convert.api import ConvertOptions, convert_model
     from edgekit.formats import Format
     from edgekit.report import print_convert, print_json, progress_printer
 
     options = ConvertOptions(
-        target=Format(target), output=output, opset=opset, load=build_load(arch, arch_kwarg, trust_pickle, input_shape),
-        preprocess=build_preprocess(preset, mean, std, input_size, resize), labels_file=labels_file,
-        tolerance=tolerance, min_agreement=min_agreement, check_images=check_images, data=data,
+        target=Format(target),
+        output=output,
+        opset=opset,
+        load=build_load(arch, arch_kwarg, trust_pickle, input_shape),
+        preprocess=build_preprocess(preset, mean, std, input_size, resize),
+        labels_file=labels_file,
+        tolerance=tolerance,
+        min_agreement=min_agreement,
+        check_images=check_images,
+        data=data,
     )
     report = convert_model(model, options, progress_printer(quiet=as_json))
     print_json(report.to_dict()) if as_json else print_convert(report)

@@ -13,8 +13,14 @@ from edgekit.cli.options import build_load, json_option, load_options, model_arg
 @model_argument
 @load_options
 @json_option
-def inspect_command(model: Path, arch: str | None, arch_kwarg: tuple[str, ...], trust_pickle: bool,
-                    input_shape: str | None, as_json: bool) -> None:
+def inspect_command(
+    model: Path,
+    arch: str | None,
+    arch_kwarg: tuple[str, ...],
+    trust_pickle: bool,
+    input_shape: str | None,
+    as_json: bool,
+) -> None:
     """Show MODEL's format, inputs/outputs, parameters, MACs, ops, precision and lineage."""
     from edgekit.inspectors import inspect_model
     from edgekit.report import print_inspect, print_json

@@ -64,9 +64,13 @@ class LazyGroup(click.Group):
             raise EdgekitClickError(exc.line(), exc.exit_code, _trace(ctx)) from exc
         except KeyboardInterrupt:
             raise EdgekitClickError("interrupted; no partial output was kept", 130, None) from None
-        except Exception as exc:  # noqa: BLE001 - last resort: never a bare traceback without -v
-            message = f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
-            raise EdgekitClickError(f"{message} (rerun with -v for the traceback and report it)", 70, _trace(ctx)) from exc
+        except Exception as exc:
+            message = (
+                f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+            )
+            raise EdgekitClickError(
+                f"{message} (rerun with -v for the traceback and report it)", 70, _trace(ctx)
+            ) from exc
 
 
 def _trace(ctx: click.Context) -> str | None:

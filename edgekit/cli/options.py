@@ -40,8 +40,11 @@ def load_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     decorators = [
         click.option("--arch", help="package.module:callable that builds the network for a .pth state dict."),
         click.option("--arch-kwarg", multiple=True, help="key=value passed to --arch (repeatable; YAML values)."),
-        click.option("--trust-pickle", is_flag=True,
-                     help="Allow unpickling a whole torch module. This runs code from the file: trusted files only."),
+        click.option(
+            "--trust-pickle",
+            is_flag=True,
+            help="Allow unpickling a whole torch module. This runs code from the file: trusted files only.",
+        ),
         click.option("--input-shape", help="Full input shape, e.g. 1,3,224,224, for models that do not record it."),
     ]
     for decorator in reversed(decorators):
@@ -49,8 +52,9 @@ def load_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def build_preprocess(preset: str | None, mean: str | None, std: str | None, input_size: str | None,
-                     resize: str | None) -> Any:
+def build_preprocess(
+    preset: str | None, mean: str | None, std: str | None, input_size: str | None, resize: str | None
+) -> Any:
     """PreprocessOverrides from the raw option values."""
     from edgekit.preprocess import PreprocessOverrides
 
@@ -59,8 +63,9 @@ def build_preprocess(preset: str | None, mean: str | None, std: str | None, inpu
         size = (size[0], size[0])
     if size is not None and len(size) != 2:
         raise click.BadParameter("give H,W or one number", param_hint="--input-size")
-    return PreprocessOverrides(preset=preset, mean=_numbers(mean, float, "--mean"), std=_numbers(std, float, "--std"),
-                               size=size, resize=resize)
+    return PreprocessOverrides(
+        preset=preset, mean=_numbers(mean, float, "--mean"), std=_numbers(std, float, "--std"), size=size, resize=resize
+    )
 
 
 def build_load(arch: str | None, arch_kwarg: tuple[str, ...], trust_pickle: bool, input_shape: str | None) -> Any:
@@ -75,8 +80,12 @@ def build_load(arch: str | None, arch_kwarg: tuple[str, ...], trust_pickle: bool
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint="--arch-kwarg")
         kwargs[key.strip()] = yaml.safe_load(value)
-    return LoadOptions(arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle,
-                       input_shape=_numbers(input_shape, int, "--input-shape"))
+    return LoadOptions(
+        arch=arch,
+        arch_kwargs=kwargs,
+        trust_pickle=trust_pickle,
+        input_shape=_numbers(input_shape, int, "--input-shape"),
+    )
 
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -98,21 +98,41 @@ def convert_model(source: Path, options: ConvertOptions, progress: Progress = la
         _check_labels(labels, source_runner.outputs())
         with atomic_path(output) as tmp:
             progress(f"converting to {options.target.value}")
-            job = ConvertJob(artifact, source_runner, tmp, options.opset,
-                             list(options.load.input_shape) if options.load.input_shape else None)
+            job = ConvertJob(
+                artifact,
+                source_runner,
+                tmp,
+                options.opset,
+                list(options.load.input_shape) if options.load.input_shape else None,
+            )
             notes = converter(job)
             progress(f"checking parity on {options.check_images} real-photo crops")
             parity = _parity(source_runner, artifact, tmp, options, prep)
             check(parity, f"converted model {output.name}")
-            result = ModelArtifact(path=output, format=options.target, preprocessing=prep, labels=labels,
-                                   precision="fp32", lineage=[*artifact.lineage, _lineage(source, options, notes)])
+            result = ModelArtifact(
+                path=output,
+                format=options.target,
+                preprocessing=prep,
+                labels=labels,
+                precision="fp32",
+                lineage=[*artifact.lineage, _lineage(source, options, notes)],
+            )
             with open_runner(ModelArtifact(path=tmp, format=options.target), threads=options.threads) as runner:
                 result.inputs, result.outputs = runner.inputs(), runner.outputs()
             if options.target is Format.ONNX:
                 _embed_onnx_metadata(tmp, result)
         result.save()
-    return ConvertReport(source, output, artifact.format.value, options.target.value,
-                         time.perf_counter() - started, _size(source), output.stat().st_size, parity, notes)
+    return ConvertReport(
+        source,
+        output,
+        artifact.format.value,
+        options.target.value,
+        time.perf_counter() - started,
+        _size(source),
+        output.stat().st_size,
+        parity,
+        notes,
+    )
 
 
 def _parity(source_runner: Any, artifact: ModelArtifact, tmp: Path, options: ConvertOptions, prep: Any) -> ParityReport:
@@ -120,9 +140,14 @@ def _parity(source_runner: Any, artifact: ModelArtifact, tmp: Path, options: Con
     images = parity_images(options.data, options.check_images)
     with open_runner(ModelArtifact(path=tmp, format=detect_format(tmp)), threads=options.threads) as result_runner:
         outputs = compare(source_runner, result_runner, prep or PRESETS["unit"], images)
-        return ParityReport(len(images), outputs, options.tolerance if options.tolerance is not None else tolerance,
-                            options.min_agreement if options.min_agreement is not None else agreement,
-                            source_runner.describe(), result_runner.describe())
+        return ParityReport(
+            len(images),
+            outputs,
+            options.tolerance if options.tolerance is not None else tolerance,
+            options.min_agreement if options.min_agreement is not None else agreement,
+            source_runner.describe(),
+            result_runner.describe(),
+        )
 
 
 def _check_labels(labels: list[str] | None, outputs: list[Any]) -> None:
@@ -130,13 +155,20 @@ def _check_labels(labels: list[str] | None, outputs: list[Any]) -> None:
         return
     classes = outputs[0].shape[-1]
     if isinstance(classes, int) and classes != len(labels):
-        raise BadInput(f"the labels file has {len(labels)} names but the model outputs {classes} classes",
-                       fix="give the labels file that belongs to this model")
+        raise BadInput(
+            f"the labels file has {len(labels)} names but the model outputs {classes} classes",
+            fix="give the labels file that belongs to this model",
+        )
 
 
 def _lineage(source: Path, options: ConvertOptions, notes: dict[str, Any]) -> dict[str, Any]:
-    settings = {"to": options.target.value, "opset": options.opset, "input_shape": options.load.input_shape,
-                "arch": options.load.arch, **notes}
+    settings = {
+        "to": options.target.value,
+        "opset": options.opset,
+        "input_shape": options.load.input_shape,
+        "arch": options.load.arch,
+        **notes,
+    }
     return lineage_entry("convert", source, settings)
 
 

@@ -29,9 +29,10 @@ def run_converter(converter: Any) -> bytes:
     with quiet_native_output() as log:
         try:
             return converter.convert()
-        except Exception as exc:  # noqa: BLE001 - ConverterError and friends
-            raise UnsupportedRoute(f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})",
-                                   fix=f"converter log: {log_tail(log)}") from exc
+        except Exception as exc:
+            raise UnsupportedRoute(
+                f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
+            ) from exc
 
 
 def to_onnx(job: ConvertJob) -> dict[str, Any]:
@@ -47,13 +48,32 @@ def to_onnx(job: ConvertJob) -> dict[str, Any]:
     with quiet_native_output() as log:
         try:
             if runner.is_saved_model:
-                function = runner.model.signatures["serving_default"]
-                tf2onnx.convert.from_function(function, input_signature=signature, opset=opset,
-                                              output_path=str(job.target))
+                tf2onnx.convert.from_function(
+                    _signature_function(tf, runner, signature),
+                    input_signature=signature,
+                    opset=opset,
+                    output_path=str(job.target),
+                )
             else:
-                tf2onnx.convert.from_keras(runner.model, input_signature=signature, opset=opset,
-                                           output_path=str(job.target))
-        except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
-            raise UnsupportedRoute(f"tf2onnx failed ({str(exc).splitlines()[0][:200]})",
-                                   fix=f"converter log: {log_tail(log)}") from exc
+                tf2onnx.convert.from_keras(
+                    runner.model, input_signature=signature, opset=opset, output_path=str(job.target)
+                )
+        except Exception as exc:
+            raise UnsupportedRoute(
+                f"tf2onnx failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
+            ) from exc
     return {"converter": f"tf2onnx {tf2onnx.__version__}", "opset": opset}
+
+
+def _signature_function(tf: Any, runner: Any, signature: list[Any]) -> Any:
+    """The SavedModel's serving signature as a positional tf.function that tf2onnx can trace."""
+    serving = runner.model.signatures["serving_default"]
+    input_names = [spec.name for spec in runner.inputs()]
+    output_names = [spec.name for spec in runner.outputs()]
+
+    @tf.function(input_signature=signature)
+    def serve(*args: Any) -> list[Any]:
+        result = serving(**dict(zip(input_names, args)))
+        return [result[name] for name in output_names]
+
+    return serve

@@ -70,13 +70,16 @@ def nhwc(tf: Any, value: Value) -> Any:
 def const(node: Any, value: Value | None, what: str) -> np.ndarray:
     """A constant input, or UnsupportedRoute if it is computed at run time."""
     if value is None or not value.const:
-        raise UnsupportedRoute(f"ONNX node {node.name or node.op_type} ({node.op_type}) has a non-constant {what}",
-                               fix="export with constant weights/shapes (fixed input shape)")
+        raise UnsupportedRoute(
+            f"ONNX node {node.name or node.op_type} ({node.op_type}) has a non-constant {what}",
+            fix="export with constant weights/shapes (fixed input shape)",
+        )
     return value.data
 
 
-def _same_or_explicit(in_hw: list[int], kernel: list[int], strides: list[int], dilations: list[int],
-                      pads: list[int]) -> str | None:
+def _same_or_explicit(
+    in_hw: list[int], kernel: list[int], strides: list[int], dilations: list[int], pads: list[int]
+) -> str | None:
     """'SAME' when ONNX's pads equal what TensorFlow's SAME would add, else None."""
     for axis in range(2):
         effective = (kernel[axis] - 1) * dilations[axis] + 1
@@ -87,17 +90,28 @@ def _same_or_explicit(in_hw: list[int], kernel: list[int], strides: list[int], d
     return "SAME"
 
 
-def _spatial_padding(tf: Any, x: Any, node: Any, attrs: dict[str, Any], kernel: list[int], strides: list[int],
-                     dilations: list[int], pad_value: float = 0.0) -> tuple[Any, str]:
+def _spatial_padding(
+    tf: Any,
+    x: Any,
+    node: Any,
+    attrs: dict[str, Any],
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+    pad_value: float = 0.0,
+    allow_same: bool = True,
+) -> tuple[Any, str]:
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
         if attrs["auto_pad"] in (b"SAME_UPPER", "SAME_UPPER"):
             return x, "SAME"
-        raise UnsupportedRoute(f"ONNX node {node.name} uses auto_pad={attrs['auto_pad']!r}", fix="export with explicit pads")
+        raise UnsupportedRoute(
+            f"ONNX node {node.name} uses auto_pad={attrs['auto_pad']!r}", fix="export with explicit pads"
+        )
     pads = list(attrs.get("pads", [0, 0, 0, 0]))
     if not any(pads):
         return x, "VALID"
     in_hw = [int(x.shape[1]), int(x.shape[2])]
-    if pad_value == 0.0 and _same_or_explicit(in_hw, kernel, strides, dilations, pads):
+    if allow_same and _same_or_explicit(in_hw, kernel, strides, dilations, pads):
         return x, "SAME"
     padded = tf.pad(x, [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], constant_values=pad_value)
     return padded, "VALID"
@@ -108,7 +122,9 @@ def conv(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
     """2-D convolution, depthwise and grouped convolution, in NHWC."""
     weight = const(node, inputs[1], "weight")
     if weight.ndim != 4:
-        raise UnsupportedRoute(f"ONNX Conv {node.name} is {weight.ndim - 2}-D", fix="only 2-D convolutions convert to TFLite")
+        raise UnsupportedRoute(
+            f"ONNX Conv {node.name} is {weight.ndim - 2}-D", fix="only 2-D convolutions convert to TFLite"
+        )
     x = nhwc(tf, inputs[0])
     groups = int(attrs.get("group", 1))
     strides = list(attrs.get("strides", [1, 1]))
@@ -125,8 +141,9 @@ def conv(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
     else:
         parts = tf.split(x, groups, axis=3)
         kernels = np.split(np.transpose(weight, (2, 3, 1, 0)), groups, axis=3)
-        y = tf.concat([tf.nn.conv2d(p, k, [1, *strides, 1], padding, dilations=dilations)
-                       for p, k in zip(parts, kernels)], axis=3)
+        y = tf.concat(
+            [tf.nn.conv2d(p, k, [1, *strides, 1], padding, dilations=dilations) for p, k in zip(parts, kernels)], axis=3
+        )
     if len(inputs) > 2 and inputs[2] is not None:
         y = tf.nn.bias_add(y, const(node, inputs[2], "bias"))
     return [Value(y, nhwc=True)]
@@ -178,8 +195,15 @@ def clip(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
     return [Value(y, nhwc=x.nhwc)]
 
 
-_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
-           "Max": np.maximum, "Min": np.minimum, "Pow": np.power}
+_BINARY = {
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "Div": np.divide,
+    "Max": np.maximum,
+    "Min": np.minimum,
+    "Pow": np.power,
+}
 
 
 @op(*_BINARY)
@@ -188,8 +212,15 @@ def binary(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any
     a, b = inputs[0], inputs[1]
     if a.const and b.const:
         return [Value(_BINARY[node.op_type](a.data, b.data))]
-    tf_fn = {"Add": tf.add, "Sub": tf.subtract, "Mul": tf.multiply, "Div": tf.divide,
-             "Max": tf.maximum, "Min": tf.minimum, "Pow": tf.pow}[node.op_type]
+    tf_fn = {
+        "Add": tf.add,
+        "Sub": tf.subtract,
+        "Mul": tf.multiply,
+        "Div": tf.divide,
+        "Max": tf.maximum,
+        "Min": tf.minimum,
+        "Pow": tf.pow,
+    }[node.op_type]
     if a.nhwc or b.nhwc:
         return [Value(tf_fn(_as_nhwc_operand(tf, a), _as_nhwc_operand(tf, b)), nhwc=True)]
     return [Value(tf_fn(a.data, b.data))]
@@ -245,10 +276,13 @@ def pool(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
     if not is_max and any(attrs.get("pads", [0])) and not count_pad:
         in_hw = [int(x.shape[1]), int(x.shape[2])]
         if not _same_or_explicit(in_hw, kernel, strides, [1, 1], list(attrs["pads"])):
-            raise UnsupportedRoute(f"ONNX AveragePool {node.name} has padding TFLite cannot express", fix="pad explicitly")
+            raise UnsupportedRoute(
+                f"ONNX AveragePool {node.name} has padding TFLite cannot express", fix="pad explicitly"
+            )
         padding = "SAME"
     else:
-        x, padding = _spatial_padding(tf, x, node, attrs, kernel, strides, [1, 1], pad_value)
+        # count_include_pad=1 averages over the zeros too, which TF's SAME would leave out of the count.
+        x, padding = _spatial_padding(tf, x, node, attrs, kernel, strides, [1, 1], pad_value, allow_same=is_max)
     fn = tf.nn.max_pool2d if is_max else tf.nn.avg_pool2d
     return [Value(fn(x, kernel, strides, padding), nhwc=True)]
 
@@ -290,13 +324,22 @@ def squeeze(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: An
     axes = attrs.get("axes")
     if axes is None and len(inputs) > 1 and inputs[1] is not None:
         axes = const(node, inputs[1], "axes").tolist()
-    data = x.data if (_spatial_is_one(x) and node.op_type == "Squeeze" and sorted(a % 4 for a in axes or []) == [2, 3]) \
+    data = (
+        x.data
+        if (_spatial_is_one(x) and node.op_type == "Squeeze" and sorted(a % 4 for a in axes or []) == [2, 3])
         else nchw(tf, x)
+    )
     if node.op_type == "Squeeze":
         if data is x.data and x.nhwc:
             return [Value(tf.reshape(data, [data.shape[0], data.shape[3]]))]
         axes_list = None if axes is None else [int(a) for a in axes]
-        return [Value(np.squeeze(data, axis=tuple(axes_list) if axes_list else None) if x.const else tf.squeeze(data, axes_list))]
+        return [
+            Value(
+                np.squeeze(data, axis=tuple(axes_list) if axes_list else None)
+                if x.const
+                else tf.squeeze(data, axes_list)
+            )
+        ]
     out_rank = x.rank + len(axes)
     for axis in sorted(a % out_rank for a in axes):
         data = np.expand_dims(data, axis) if x.const else tf.expand_dims(data, axis)

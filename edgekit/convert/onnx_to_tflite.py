@@ -34,7 +34,7 @@ def fold_constants(source: Path, input_shape: list[int] | None) -> Any:
     onnx, ort = _onnx()
     try:
         model = onnx.load(str(source))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+    except Exception as exc:
         raise BadInput(f"{source} is not a readable ONNX model ({exc})", fix="re-export it") from exc
     initializers = {i.name for i in model.graph.initializer}
     for graph_input in (i for i in model.graph.input if i.name not in initializers):
@@ -44,8 +44,10 @@ def fold_constants(source: Path, input_shape: list[int] | None) -> Any:
                 dim.dim_value = int(input_shape[index])
             elif not dim.dim_value:
                 if index:
-                    raise BadInput(f"ONNX input {graph_input.name!r} has a dynamic dimension {index}",
-                                   fix="pass --input-shape with the full static shape")
+                    raise BadInput(
+                        f"ONNX input {graph_input.name!r} has a dynamic dimension {index}",
+                        fix="pass --input-shape with the full static shape",
+                    )
                 dim.dim_value = 1
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
         fixed, folded = Path(tmp) / "fixed.onnx", Path(tmp) / "folded.onnx"
@@ -54,7 +56,14 @@ def fold_constants(source: Path, input_shape: list[int] | None) -> Any:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(folded)
         options.log_severity_level = 3
-        ort.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"])
+        try:
+            ort.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][-250:]
+            raise BadInput(
+                f"onnxruntime cannot load {source} ({first})",
+                fix="re-export it with an opset/IR version this onnxruntime supports",
+            ) from exc
         return onnx.load(str(folded))
 
 
@@ -66,8 +75,10 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
     constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     graph_inputs = [i for i in model.graph.input if i.name not in constants]
     shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph_inputs]
-    signature = [tf.TensorSpec([s[i] for i in TO_NHWC] if len(s) == 4 else s, tf.float32, name=f"input_{n}")
-                 for n, s in enumerate(shapes)]
+    signature = [
+        tf.TensorSpec([s[i] for i in TO_NHWC] if len(s) == 4 else s, tf.float32, name=f"input_{n}")
+        for n, s in enumerate(shapes)
+    ]
 
     def forward(*args: Any) -> list[Any]:
         env: dict[str, Value] = {n: Value(v) for n, v in constants.items()}
@@ -79,8 +90,10 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
                 continue
             handler = OPS.get(node.op_type)
             if handler is None:
-                raise UnsupportedRoute(f"ONNX operator {node.op_type} (node {node.name!r}) has no TFLite translation yet",
-                                       fix="convert this model to ONNX only, or open an issue with the model")
+                raise UnsupportedRoute(
+                    f"ONNX operator {node.op_type} (node {node.name!r}) has no TFLite translation yet",
+                    fix="convert this model to ONNX only, or open an issue with the model",
+                )
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             ins = [env[name] if name else None for name in node.input]
             for name, value in zip(node.output, handler(node, ins, attrs, tf)):
@@ -90,10 +103,13 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
     module = tf.Module()
     module.forward = tf.function(forward, input_signature=signature, autograph=False)
     concrete = module.forward.get_concrete_function()
-    inputs = [TensorSpec(name=s.name, shape=list(s.shape), layout="NHWC" if len(s.shape) == 4 else None)
-              for s in signature]
-    outputs = [TensorSpec(name=o.name, shape=t.shape.as_list(), layout="NHWC" if t.shape.rank == 4 else None)
-               for o, t in zip(model.graph.output, concrete.outputs)]
+    inputs = [
+        TensorSpec(name=s.name, shape=list(s.shape), layout="NHWC" if len(s.shape) == 4 else None) for s in signature
+    ]
+    outputs = [
+        TensorSpec(name=o.name, shape=t.shape.as_list(), layout="NHWC" if t.shape.rank == 4 else None)
+        for o, t in zip(model.graph.output, concrete.outputs)
+    ]
     return (concrete, module), inputs, outputs
 
 
@@ -112,12 +128,15 @@ def concrete_to_tflite(function: tuple[Any, Any], configure: Any = None) -> byte
     with quiet_native_output() as log:
         try:
             return converter.convert()
-        except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and others
-            raise UnsupportedRoute(f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})",
-                                   fix=f"converter log: {log_tail(log)}") from exc
+        except Exception as exc:
+            raise UnsupportedRoute(
+                f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
+            ) from exc
 
 
-def onnx_to_tflite(source: Path, target: Path, input_shape: list[int] | None) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def onnx_to_tflite(
+    source: Path, target: Path, input_shape: list[int] | None
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Convert an ONNX file to an fp32 NHWC TFLite file; returns its input and output specs."""
     model = fold_constants(source, input_shape)
     concrete, inputs, outputs = build_concrete_function(model)

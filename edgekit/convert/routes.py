@@ -39,7 +39,10 @@ ROUTES: dict[tuple[Family, Format], str] = {
 }
 
 _NO_ROUTE_WHY = {
-    (Family.TFLITE, Format.ONNX): "TFLite -> ONNX loses quantization and layout information; convert from the source model",
+    (
+        Family.TFLITE,
+        Format.ONNX,
+    ): "TFLite -> ONNX loses quantization and layout information; convert from the source model",
 }
 
 

@@ -35,9 +35,11 @@ def convert(job: ConvertJob) -> dict[str, Any]:
                 exporter = _export_dynamo(torch, job, example)
         except UnsupportedRoute:
             raise
-        except Exception as exc:  # noqa: BLE001 - exporters raise many kinds; report them in one line
-            raise UnsupportedRoute(f"torch.onnx.export failed ({str(exc).strip().splitlines()[0][:200]})",
-                                   fix=f"exporter log: {log_tail(log)}") from exc
+        except Exception as exc:
+            raise UnsupportedRoute(
+                f"torch.onnx.export failed ({str(exc).strip().splitlines()[0][:200]})",
+                fix=f"exporter log: {log_tail(log)}",
+            ) from exc
     return {"exporter": exporter, "opset": _opset_of(job.target)}
 
 
@@ -46,15 +48,31 @@ def _export_dynamo(torch: Any, job: ConvertJob, example: tuple[Any, ...]) -> str
         program = exported_program(job.source.path)
     else:
         program = torch.export.export(job.runner.model, example)
-    torch.onnx.export(program, example, str(job.target), dynamo=True, opset_version=job.opset or DYNAMO_OPSET,
-                      input_names=["input"], output_names=["output"], external_data=False, verbose=False)
+    torch.onnx.export(
+        program,
+        example,
+        str(job.target),
+        dynamo=True,
+        opset_version=job.opset or DYNAMO_OPSET,
+        input_names=["input"],
+        output_names=["output"],
+        external_data=False,
+        verbose=False,
+    )
     return "torch.export (dynamo)"
 
 
 def _export_torchscript(torch: Any, job: ConvertJob, example: tuple[Any, ...]) -> str:
-    torch.onnx.export(job.runner.model, example, str(job.target), dynamo=False,
-                      opset_version=job.opset or TORCHSCRIPT_OPSET, input_names=["input"], output_names=["output"],
-                      do_constant_folding=True)
+    torch.onnx.export(
+        job.runner.model,
+        example,
+        str(job.target),
+        dynamo=False,
+        opset_version=job.opset or TORCHSCRIPT_OPSET,
+        input_names=["input"],
+        output_names=["output"],
+        do_constant_folding=True,
+    )
     return "TorchScript"
 
 

@@ -56,12 +56,19 @@ class InspectReport:
         """JSON form for --json."""
         side = self.artifact.to_dict()
         return {
-            "path": str(self.path), "format": self.format, "size_bytes": self.size_bytes, "runtime": self.runtime,
+            "path": str(self.path),
+            "format": self.format,
+            "size_bytes": self.size_bytes,
+            "runtime": self.runtime,
             "inputs": [dataclasses.asdict(s) for s in self.inputs],
             "outputs": [dataclasses.asdict(s) for s in self.outputs],
-            "params": self.facts.params, "macs": self.facts.macs, "ops": dict(self.facts.ops.most_common()),
-            "precision": self.precision_shares(), "preprocessing": side["preprocessing"],
-            "labels": len(self.artifact.labels or []), "lineage": self.artifact.lineage,
+            "params": self.facts.params,
+            "macs": self.facts.macs,
+            "ops": dict(self.facts.ops.most_common()),
+            "precision": self.precision_shares(),
+            "preprocessing": side["preprocessing"],
+            "labels": len(self.artifact.labels or []),
+            "lineage": self.artifact.lineage,
         }
 
 

@@ -28,7 +28,9 @@ def inspect_torch(artifact: Any, runner: Any) -> Any:
         elif isinstance(module, torch.nn.Linear):
             macs[0] += output.numel() * module.in_features
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    hooks = [
+        m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     try:
         runner.infer([np.zeros(runner.inputs()[0].shape, np.float32)])
     finally:

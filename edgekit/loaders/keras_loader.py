@@ -26,8 +26,10 @@ def load_keras_model(path: Path, fmt: Format) -> Any:
     if fmt is Format.SAVED_MODEL:
         try:
             loaded = tf.saved_model.load(str(path))
-        except Exception as exc:  # noqa: BLE001 - TF raises many kinds for a broken SavedModel
-            raise BadInput(f"{path} could not be loaded as a SavedModel ({_first_line(exc)})", fix="re-export it") from exc
+        except Exception as exc:
+            raise BadInput(
+                f"{path} could not be loaded as a SavedModel ({_first_line(exc)})", fix="re-export it"
+            ) from exc
         if "serving_default" not in getattr(loaded, "signatures", {}):
             raise BadInput(f"SavedModel {path} has no serving_default signature", fix="export it with a signature")
         return loaded
@@ -35,7 +37,7 @@ def load_keras_model(path: Path, fmt: Format) -> Any:
 
     try:
         return keras.models.load_model(str(path), compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - h5py/keras raise many kinds for corrupt files
+    except Exception as exc:
         text = _first_line(exc)
         if "safe_mode" in text or "Lambda" in text:
             raise BadInput(

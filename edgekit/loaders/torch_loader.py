@@ -13,7 +13,8 @@ from edgekit.errors import BadInput, MissingDependency
 from edgekit.formats import Format
 from edgekit.loaders import LoadOptions
 
-_SAFE_GLOBAL_PREFIXES = ("torch", "collections", "numpy", "builtins", "_codecs")
+# Globals that plain tensor checkpoints reference; anything else is listed in the refusal message.
+_SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "numpy.", "_codecs.encode")
 
 
 def import_torch():
@@ -51,9 +52,11 @@ def _load_checkpoint(path: Path, options: LoadOptions) -> Any:
     torch = import_torch()
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds; all mean "not plain weights"
+    except Exception as exc:
         if "weights_only" not in str(exc) and "Unsupported global" not in str(exc):
-            raise BadInput(f"{path} could not be read as a PyTorch checkpoint ({_first_line(exc)})", fix="re-save it") from exc
+            raise BadInput(
+                f"{path} could not be read as a PyTorch checkpoint ({_first_line(exc)})", fix="re-save it"
+            ) from exc
         return _load_pickled_module(path, options)
     state = _unwrap_state_dict(state, path)
     if options.arch is None:
@@ -85,10 +88,14 @@ def build_arch(arch: str, kwargs: dict[str, Any]) -> Any:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BadInput(f"--arch {arch!r}: cannot import {module_name} ({exc})", fix="install the package or fix the name") from exc
+        raise BadInput(
+            f"--arch {arch!r}: cannot import {module_name} ({exc})", fix="install the package or fix the name"
+        ) from exc
     for part in attr_path.split("."):
         if not hasattr(target, part):
-            raise BadInput(f"--arch {arch!r}: {module_name} has no attribute {attr_path}", fix="check the callable's name")
+            raise BadInput(
+                f"--arch {arch!r}: {module_name} has no attribute {attr_path}", fix="check the callable's name"
+            )
         target = getattr(target, part)
     try:
         return target(**kwargs)
@@ -97,18 +104,19 @@ def build_arch(arch: str, kwargs: dict[str, Any]) -> Any:
 
 
 def _load_weights(model: Any, state: dict[str, Any], path: Path, arch: str) -> None:
-    result = model.load_state_dict(state, strict=False)
+    fix = "check the architecture and its --arch-kwarg values"
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # size mismatches raise even with strict=False
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), _first_line(exc))
+        raise BadInput(f"weights in {path} do not fit --arch {arch}: {detail[:250]}", fix=fix) from exc
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
         raise BadInput(
             f"weights in {path} do not fit --arch {arch}: {len(missing)} missing (e.g. {missing[:2]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})",
-            fix="check the architecture and its --arch-kwarg values",
+            fix=fix,
         )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BadInput(f"weights in {path} do not fit --arch {arch}: {_first_line(exc)}", fix="check --arch-kwarg") from exc
 
 
 def _load_pickled_module(path: Path, options: LoadOptions) -> Any:

@@ -15,8 +15,15 @@ if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
     from edgekit.loaders import LoadOptions
 
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
-           "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(double)": "float64"}
+_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(double)": "float64",
+}
 
 
 class OnnxRunner(Runner):
@@ -35,9 +42,11 @@ class OnnxRunner(Runner):
             options.intra_op_num_threads = threads
         try:
             self._session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        except Exception as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise BadInput(f"{artifact.path} could not be opened by onnxruntime ({first})", fix="re-export the model") from exc
+            raise BadInput(
+                f"{artifact.path} could not be opened by onnxruntime ({first})", fix="re-export the model"
+            ) from exc
         stored = {s.name: s for s in artifact.inputs}
         self._inputs = [self._spec(i, stored.get(i.name)) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o, None) for o in self._session.get_outputs()]

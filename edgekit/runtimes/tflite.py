@@ -56,7 +56,9 @@ class TFLiteRunner(Runner):
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise BadInput(f"{artifact.path} could not be opened as TFLite ({first})", fix="re-convert the model") from exc
+            raise BadInput(
+                f"{artifact.path} could not be opened as TFLite ({first})", fix="re-convert the model"
+            ) from exc
         stored = {s.name: s for s in artifact.inputs}
         self._in_details = self._interpreter.get_input_details()
         self._out_details = self._interpreter.get_output_details()
@@ -70,8 +72,12 @@ class TFLiteRunner(Runner):
         quantized = np.dtype(detail["dtype"]).kind in "iu" and scale
         layout = stored.layout if stored and stored.layout else guess_layout(shape)
         return TensorSpec(
-            name=detail["name"], shape=shape, dtype=np.dtype(detail["dtype"]).name, layout=layout,
-            scale=float(scale) if quantized else None, zero_point=int(zero_point) if quantized else None,
+            name=detail["name"],
+            shape=shape,
+            dtype=np.dtype(detail["dtype"]).name,
+            layout=layout,
+            scale=float(scale) if quantized else None,
+            zero_point=int(zero_point) if quantized else None,
         )
 
     def inputs(self) -> list[TensorSpec]:

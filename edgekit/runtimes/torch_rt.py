@@ -45,12 +45,14 @@ class TorchRunner(Runner):
         self._inputs = [TensorSpec(name="input", shape=list(shape), dtype="float32", layout=layout)]
         try:
             probe = self.infer([np.zeros(shape, np.float32)])
-        except Exception as exc:  # noqa: BLE001 - any failure here means the shape does not fit the model
+        except Exception as exc:
             raise BadInput(
                 f"{artifact.path} does not accept input shape {shape} ({str(exc).splitlines()[0][:200]})",
                 fix="pass the right --input-shape",
             ) from exc
-        self._outputs = [TensorSpec(name=f"output_{i}", shape=list(o.shape), dtype="float32") for i, o in enumerate(probe)]
+        self._outputs = [
+            TensorSpec(name=f"output_{i}", shape=list(o.shape), dtype="float32") for i, o in enumerate(probe)
+        ]
 
     def example_input(self) -> Any:
         """A zero tensor of the input shape, for exporters."""

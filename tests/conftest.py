@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny torch/Keras models in every source format, and real photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+TINY_SHAPE = (1, 3, 32, 32)
+TINY_ARCH = "tests.tiny_nets:TinyNet"
+
+
+def write_sidecar(path: Path, fmt: str, shape: list[int], layout: str, preset: str = "imagenet") -> None:
+    """Give a test model a sidecar with preprocessing, as `edgekit fetch` does for real models."""
+    import dataclasses
+
+    from edgekit.artifact import ModelArtifact, TensorSpec
+    from edgekit.formats import Format
+    from edgekit.preprocess import PRESETS
+
+    ModelArtifact(
+        path=path,
+        format=Format(fmt),
+        preprocessing=dataclasses.replace(PRESETS[preset]),
+        inputs=[TensorSpec("input", shape, layout=layout)],
+    ).save()
+
+
+@pytest.fixture(scope="session")
+def photos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled real photographs written as PNG files."""
+    from edgekit.samples import write_sample_photos
+
+    folder = tmp_path_factory.mktemp("photos")
+    write_sample_photos(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def torch_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """TinyNet saved as .pt2, TorchScript, state dict, and a whole pickled module."""
+    import torch
+
+    from tests.tiny_nets import make_tiny
+
+    folder = tmp_path_factory.mktemp("torch")
+    model = make_tiny()
+    example = (torch.zeros(TINY_SHAPE),)
+    paths = {
+        "pt2": folder / "tiny.pt2",
+        "torchscript": folder / "tiny.torchscript.pt",
+        "state_dict": folder / "tiny.pth",
+        "pickle": folder / "tiny_module.pt",
+    }
+    torch.export.save(torch.export.export(model, example), str(paths["pt2"]))
+    torch.jit.trace(model, example).save(str(paths["torchscript"]))
+    torch.save(model.state_dict(), paths["state_dict"])
+    torch.save(model, paths["pickle"])
+    write_sidecar(paths["pt2"], "pt2", list(TINY_SHAPE), "NCHW")
+    write_sidecar(paths["torchscript"], "torchscript", list(TINY_SHAPE), "NCHW")
+    return paths
+
+
+def build_tiny_keras(seed: int = 0):
+    """A small Keras CNN (NHWC): conv, BN, ReLU6, depthwise, pooling, dense softmax."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU(6.0)(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.ReLU(6.0)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(5, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="session")
+def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny Keras CNN as .keras, legacy .h5 and a SavedModel directory."""
+    folder = tmp_path_factory.mktemp("keras")
+    model = build_tiny_keras()
+    paths = {"keras": folder / "tiny.keras", "h5": folder / "tiny.h5", "saved_model": folder / "tiny_saved"}
+    model.save(paths["keras"])
+    model.save(paths["h5"])
+    model.export(str(paths["saved_model"]))
+    write_sidecar(paths["keras"], "keras", [None, 32, 32, 3], "NHWC", preset="mobilenet")
+    return paths
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    """A seeded generator."""
+    return np.random.default_rng(0)

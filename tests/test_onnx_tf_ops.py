@@ -1,0 +1,156 @@
+"""The ONNX -> TFLite translator, operator by operator, against onnxruntime on the same input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekit.artifact import ModelArtifact
+from edgekit.convert.onnx_to_tflite import onnx_to_tflite
+from edgekit.errors import UnsupportedRoute
+from edgekit.formats import Format
+from edgekit.runtimes import open_runner
+
+RNG = np.random.default_rng(0)
+X_SHAPE = [1, 4, 9, 11]  # odd sizes expose padding and layout mistakes
+
+
+def _w(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def _model(
+    nodes: list[onnx.NodeProto],
+    weights: dict[str, np.ndarray],
+    out_shape: list[int] | None = None,
+    in_shape: list[int] = X_SHAPE,
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
+def _compare(model: onnx.ModelProto, tmp_path: Path) -> float:
+    source, target = tmp_path / "m.onnx", tmp_path / "m.tflite"
+    onnx.save(model, str(source))
+    onnx_to_tflite(source, target, None)
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = RNG.standard_normal(shape).astype(np.float32)
+    with (
+        open_runner(ModelArtifact(source, Format.ONNX)) as ref,
+        open_runner(ModelArtifact(target, Format.TFLITE)) as got,
+    ):
+        expected = ref.infer([x])[0]
+        feed = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+        actual = got.infer([feed])[0]
+    if actual.ndim == 4:
+        actual = actual.transpose(0, 3, 1, 2)
+    assert actual.shape == expected.shape
+    return float(np.abs(actual - expected).max())
+
+
+CASES = {
+    "conv_same_stride2": (
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])],
+        {"w": _w(6, 4, 3, 3), "b": _w(6)},
+    ),
+    "conv_asymmetric_pads": ([helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 2, 1, 0])], {"w": _w(5, 4, 3, 3)}),
+    "conv_dilated": (
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[2, 2, 2, 2], dilations=[2, 2])],
+        {"w": _w(3, 4, 3, 3)},
+    ),
+    "conv_grouped": ([helper.make_node("Conv", ["x", "w"], ["y"], group=2, pads=[1, 1, 1, 1])], {"w": _w(6, 2, 3, 3)}),
+    "depthwise_multiplier2": (
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=4, pads=[1, 1, 1, 1])],
+        {"w": _w(8, 1, 3, 3)},
+    ),
+    "batchnorm_hardswish": (
+        [
+            helper.make_node("BatchNormalization", ["x", "g", "be", "m", "v"], ["t"]),
+            helper.make_node("HardSwish", ["t"], ["y"]),
+        ],
+        {"g": _w(4), "be": _w(4), "m": _w(4), "v": np.abs(_w(4)) + 0.5},
+    ),
+    "silu_broadcast_add": (
+        [
+            helper.make_node("Sigmoid", ["x"], ["s"]),
+            helper.make_node("Mul", ["x", "s"], ["t"]),
+            helper.make_node("Add", ["t", "c"], ["y"]),
+        ],
+        {"c": _w(1, 4, 1, 1)},
+    ),
+    "maxpool_padded": (
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+        {},
+    ),
+    "avgpool_count_pad": (
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)],
+        {},
+    ),
+    "flatten_spatial": ([helper.make_node("Flatten", ["x"], ["y"])], {}),
+    "reshape_transpose": (
+        [helper.make_node("Reshape", ["x", "s"], ["t"]), helper.make_node("Transpose", ["t"], ["y"], perm=[0, 2, 1])],
+        {"s": np.array([1, 4, 99], np.int64)},
+    ),
+    "concat_channels_softmax": (
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Concat", ["x", "r"], ["c"], axis=1),
+            helper.make_node("Softmax", ["c"], ["y"], axis=1),
+        ],
+        {},
+    ),
+    "reduce_mean_no_keepdims": ([helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0)], {}),
+    "clip_pad_reflect": (
+        [
+            helper.make_node("Pad", ["x", "p"], ["t"], mode="reflect"),
+            helper.make_node("Clip", ["t", "lo", "hi"], ["y"]),
+        ],
+        {
+            "p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64),
+            "lo": np.array(-0.5, np.float32),
+            "hi": np.array(0.5, np.float32),
+        },
+    ),
+    "gemm_head": (
+        [
+            helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["f"]),
+            helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1),
+        ],
+        {"w": _w(7, 4), "b": _w(7)},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_operator_matches_onnxruntime(case: str, tmp_path: Path) -> None:
+    nodes, weights = CASES[case]
+    assert _compare(_model(nodes, weights), tmp_path) < 1e-4
+
+
+def test_unknown_operator_is_named(tmp_path: Path) -> None:
+    model = _model([helper.make_node("Erf", ["x"], ["y"], name="my_erf")], {})
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(UnsupportedRoute, match=r"ONNX operator Erf \(node 'my_erf'\)"):
+        onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", None)
+
+
+def test_dynamic_spatial_dims_need_an_input_shape(tmp_path: Path) -> None:
+    from edgekit.errors import BadInput
+
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], {}, in_shape=[1, 3, "h", "w"])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(BadInput, match="--input-shape"):
+        onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", None)
+    onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", [1, 3, 16, 16])
+    assert (tmp_path / "m.tflite").stat().st_size > 0

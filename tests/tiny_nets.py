@@ -1,0 +1,42 @@
+"""Tiny networks for fast unit tests (importable as --arch tests.tiny_nets:TinyNet)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """A small CNN with the layer kinds of mobile classifiers: conv, BN, ReLU6, depthwise, pool, linear."""
+
+    def __init__(self, num_classes: int = 10, width: int = 8) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU6(),
+            nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU6(),
+            nn.Conv2d(width, width * 2, 1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Linear(width * 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits."""
+        x = self.features(x)
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def make_tiny(seed: int = 0, **kwargs: int) -> TinyNet:
+    """A TinyNet with seeded random weights and non-trivial batch-norm statistics, in eval mode."""
+    torch.manual_seed(seed)
+    model = TinyNet(**kwargs)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    return model.eval()

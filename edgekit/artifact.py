@@ -128,21 +128,32 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 def _read_onnx_metadata(path: Path, fmt: Format) -> dict[str, Any] | None:
     if fmt is not Format.ONNX:
         return None
+    text = _onnx_metadata_value(path, "edgekit")
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _onnx_metadata_value(path: Path, key: str) -> str | None:
+    """A metadata_props value, read with onnx or else onnxruntime (the device install has only the latter)."""
     try:
         import onnx
     except ImportError:
-        return None
+        onnx = None
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - a corrupt file is reported by the loader that opens it
+        if onnx is not None:
+            model = onnx.load(str(path), load_external_data=False)
+            return next((p.value for p in model.metadata_props if p.key == key), None)
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.get_modelmeta().custom_metadata_map.get(key)
+    except Exception:  # noqa: BLE001 - a corrupt file is reported by the runner that opens it
         return None
-    for prop in model.metadata_props:
-        if prop.key == "edgekit":
-            try:
-                return json.loads(prop.value)
-            except json.JSONDecodeError:
-                return None
-    return None
 
 
 def lineage_entry(step: str, source: Path, options: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,8 @@ def print_inspect(report: Any) -> None:
     summary.add_row("labels", f"{len(report.artifact.labels)} classes" if report.artifact.labels else "none")
     for entry in report.artifact.lineage:
         summary.add_row("lineage", f"{entry.get('step')} from {entry.get('source')} ({entry.get('created', '')})")
+    if report.facts.note:
+        summary.add_row("note", report.facts.note)
     _out.print(summary)
     tensors = Table(title="tensors")
     for column in ("io", "name", "shape", "dtype", "layout", "quantization"):

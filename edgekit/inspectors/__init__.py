@@ -28,10 +28,11 @@ INSPECTORS: dict[Family, str] = {
 class GraphFacts:
     """What an inspector reads from the model itself."""
 
-    params: int = 0
+    params: int | None = 0
     macs: int | None = None
     ops: Counter = dataclasses.field(default_factory=Counter)
     weight_dtypes: Counter = dataclasses.field(default_factory=Counter)  # dtype -> number of weight values
+    note: str | None = None  # why some facts are missing
 
 
 @dataclasses.dataclass

@@ -10,11 +10,15 @@ import numpy as np
 
 
 def inspect_graph(artifact: Any, runner: Any) -> Any:
-    """Read parameters, MACs, ops and weight dtypes of an ONNX file."""
-    import onnx
-    from onnx import numpy_helper, shape_inference
-
+    """Read parameters, MACs, ops and weight dtypes of an ONNX file (needs the onnx package)."""
     from edgekit.inspectors import GraphFacts
+
+    try:
+        import onnx
+        from onnx import numpy_helper, shape_inference
+    except ImportError:  # a runtime-only (device) install: onnxruntime alone cannot list weights
+        note = 'parameters, MACs and ops need the onnx package: pip install "edgekit[onnx]"'
+        return GraphFacts(params=None, note=note)
 
     model = onnx.load(str(artifact.path))
     with contextlib.suppress(Exception):  # without shapes, MACs of unshaped nodes count as 0

@@ -1,0 +1,36 @@
+# edgekit: two commands for a new user.
+#   make demo   set up .venv and run the main job on the real dog-breed model and real photos
+#   make test   set up .venv and run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.edgekit-installed
+
+.PHONY: setup demo test lint bench-convert clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned, so that nothing later pulls a CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(PY) -m ruff check edgekit tests benchmarks
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(PY) -m ruff check edgekit tests benchmarks
+	$(PY) -m ruff format --check edgekit tests benchmarks
+
+bench-convert: setup
+	$(PY) benchmarks/conversion.py
+
+clean:
+	rm -rf $(VENV) demo-out

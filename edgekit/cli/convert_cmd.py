@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from edgekit.cli.options import (
-    build_load,
-    build_preprocess,
-    json_option,
-    load_options,
-    model_argument,
-    preprocessing_options,
-)
+from edgekit.cli.options import json_option, load_options, model_argument, preprocessing_options
 
 
 @click.command("convert")
@@ -34,43 +28,11 @@ from edgekit.cli.options import (
 @load_options
 @preprocessing_options
 @json_option
-def convert_command(
-    model: Path,
-    target: str,
-    output: Path | None,
-    opset: int | None,
-    tolerance: float | None,
-    min_agreement: float | None,
-    check_images: int,
-    data: Path | None,
-    arch: str | None,
-    arch_kwarg: tuple[str, ...],
-    trust_pickle: bool,
-    input_shape: str | None,
-    preset: str | None,
-    mean: str | None,
-    std: str | None,
-    input_size: str | None,
-    resize: str | None,
-    labels_file: Path | None,
-    as_json: bool,
-) -> None:
+def convert_command(model: Path, target: str, as_json: bool, **options: Any) -> None:
     """Convert MODEL to ONNX or TFLite, check it against MODEL on real photos, write it with a sidecar."""
     from edgekit.convert.api import ConvertOptions, convert_model
     from edgekit.formats import Format
     from edgekit.report import print_convert, print_json, progress_printer
 
-    options = ConvertOptions(
-        target=Format(target),
-        output=output,
-        opset=opset,
-        load=build_load(arch, arch_kwarg, trust_pickle, input_shape),
-        preprocess=build_preprocess(preset, mean, std, input_size, resize),
-        labels_file=labels_file,
-        tolerance=tolerance,
-        min_agreement=min_agreement,
-        check_images=check_images,
-        data=data,
-    )
-    report = convert_model(model, options, progress_printer(quiet=as_json))
+    report = convert_model(model, ConvertOptions(target=Format(target), **options), progress_printer(quiet=as_json))
     print_json(report.to_dict()) if as_json else print_convert(report)

@@ -78,7 +78,7 @@ def _trace(ctx: click.Context) -> str | None:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and library logs.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks with errors.")
 @click.version_option(package_name="edgekit")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,20 @@ def _numbers(value: str | None, kind: type, flag: str) -> tuple[Any, ...] | None
 
 
 def preprocessing_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--preset, --mean, --std, --input-size, --resize, --labels."""
+    """--preset, --mean, --std, --input-size, --resize, --labels -> `preprocess=` and `labels_file=`."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        preset: str | None,
+        mean: str | None,
+        std: str | None,
+        input_size: str | None,
+        resize: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return fn(*args, preprocess=build_preprocess(preset, mean, std, input_size, resize), **kwargs)
+
     decorators = [
         click.option("--preset", type=click.Choice(PRESET_NAMES), help="Normalisation preset (stored in the sidecar)."),
         click.option("--mean", help="Per-channel mean in [0,1] units, e.g. 0.485,0.456,0.406."),
@@ -31,12 +45,24 @@ def preprocessing_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--labels", "labels_file", type=click.Path(path_type=Path), help="Class names, one per line."),
     ]
     for decorator in reversed(decorators):
-        fn = decorator(fn)
-    return fn
+        wrapper = decorator(wrapper)
+    return wrapper
 
 
 def load_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--arch, --arch-kwarg, --trust-pickle, --input-shape."""
+    """--arch, --arch-kwarg, --trust-pickle, --input-shape -> `load=` (a LoadOptions)."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        arch: str | None,
+        arch_kwarg: tuple[str, ...],
+        trust_pickle: bool,
+        input_shape: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return fn(*args, load=build_load(arch, arch_kwarg, trust_pickle, input_shape), **kwargs)
+
     decorators = [
         click.option("--arch", help="package.module:callable that builds the network for a .pth state dict."),
         click.option("--arch-kwarg", multiple=True, help="key=value passed to --arch (repeatable; YAML values)."),
@@ -48,8 +74,8 @@ def load_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--input-shape", help="Full input shape, e.g. 1,3,224,224, for models that do not record it."),
     ]
     for decorator in reversed(decorators):
-        fn = decorator(fn)
-    return fn
+        wrapper = decorator(wrapper)
+    return wrapper
 
 
 def build_preprocess(

@@ -50,11 +50,21 @@ def inspect_keras(artifact: Any, runner: Any) -> Any:
         facts.weight_dtypes["float32"] = facts.params
         return facts
     model = runner.model
-    facts = GraphFacts(params=int(model.count_params()), ops=Counter(type(layer).__name__ for layer in model.layers))
+    layers = list(_leaf_layers(model))
+    facts = GraphFacts(params=int(model.count_params()), ops=Counter(type(layer).__name__ for layer in layers))
     for weight in model.weights:
         facts.weight_dtypes[str(weight.dtype)] += int(np.prod(weight.shape))
-    facts.macs = sum(_layer_macs(layer) for layer in model.layers)
+    facts.macs = sum(_layer_macs(layer) for layer in layers)
     return facts
+
+
+def _leaf_layers(model: Any) -> Any:
+    """Layers of a Keras model, descending into nested models (e.g. a MobileNetV2 backbone)."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _leaf_layers(layer)
+        elif type(layer).__name__ != "InputLayer":
+            yield layer
 
 
 def _layer_macs(layer: Any) -> int:

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert clean
+.PHONY: setup demo test lint bench-convert bench-quantize clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,6 @@ bench-convert: setup
 
 clean:
 	rm -rf $(VENV) demo-out
+
+bench-quantize: setup
+	$(PY) benchmarks/quantize.py

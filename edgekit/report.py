@@ -121,3 +121,92 @@ def print_classify(runtime: str, results: list[Any]) -> None:
                 f"{prediction.probability:.3f}",
             )
     _out.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def validation_table(report: Any, title: str) -> Table:
+    """The drift measures of one validation."""
+    table = Table(title=title, show_header=False)
+    table.add_row(
+        "images", f"{report.images}" + (f" ({report.skipped_files} unreadable skipped)" if report.skipped_files else "")
+    )
+    table.add_row("top-1 agreement", _pct(report.top1_agreement))
+    table.add_row("top-5 agreement", _pct(report.top5_agreement))
+    table.add_row("confident agreement", f"{_pct(report.confident_agreement)} on {report.confident_images} images")
+    table.add_row("mean KL", f"{report.mean_kl:.4f}")
+    table.add_row("max |Δ| of outputs", f"{report.max_abs_diff:.4g}")
+    if report.reference_accuracy is not None:
+        table.add_row(
+            "accuracy",
+            f"reference {_pct(report.reference_accuracy)}, candidate "
+            f"{_pct(report.candidate_accuracy)} (drop {report.accuracy_drop:.2f} points)",
+        )
+    for failure in report.failures():
+        table.add_row("[red]over budget[/red]", failure)
+    return table
+
+
+def print_validation(report: Any, title: str) -> None:
+    """Validation report: measures, the classes that drift most, the worst images."""
+    _out.print(validation_table(report, title))
+    classes = Table(title="classes with the lowest agreement (by reference top-1)")
+    for column in ("class", "label", "images", "agreement"):
+        classes.add_column(column)
+    for row in report.per_class[:5]:
+        classes.add_row(str(row["class"]), row["label"], str(row["images"]), _pct(row["agreement"]))
+    _out.print(classes)
+    worst = Table(title="worst images (highest KL)")
+    for column in ("image", "KL", "reference top-1", "candidate top-1"):
+        worst.add_column(column)
+    for item in report.worst:
+        worst.add_row(item.image, f"{item.kl:.3f}", str(item.reference_top1), str(item.candidate_top1))
+    _out.print(worst)
+
+
+def print_quantize(report: Any) -> None:
+    """Quantization result: float vs quantized side by side, the budget rounds, the guilty layers."""
+    table = Table(title=f"quantize {report.source.name} -> {report.output or '(not written)'}")
+    for column in ("model", "size", "p50 latency", "top-1 agreement", "confident agreement", "mean KL"):
+        table.add_column(column)
+    val = report.validation
+    table.add_row("float", human_bytes(report.float_bytes), f"{report.float_ms:.2f} ms", "", "", "")
+    table.add_row(
+        f"{report.scheme} ({report.target})",
+        f"{human_bytes(report.quant_bytes)} ({report.quant_bytes / report.float_bytes:.0%})",
+        f"{report.quant_ms:.2f} ms ({report.float_ms / report.quant_ms:.2f}x)",
+        _pct(val.top1_agreement),
+        f"{_pct(val.confident_agreement)} of {val.confident_images}",
+        f"{val.mean_kl:.4f}",
+    )
+    _out.print(table)
+    if len(report.rounds) > 1:
+        rounds = Table(title="drift budget: layers kept in float")
+        for column in ("float layers", "top-1 agreement", "confident", "mean KL", "meets budget"):
+            rounds.add_column(column)
+        for r in report.rounds:
+            rounds.add_row(
+                str(len(r.float_layers)),
+                _pct(r.top1_agreement),
+                _pct(r.confident_agreement),
+                f"{r.mean_kl:.4f}",
+                "yes" if r.passed else "no",
+            )
+        _out.print(rounds)
+    if report.layers:
+        layers = Table(title="layers that lose the most to quantization (source-model names)")
+        cost = "dB of SQNR lost" if report.target == "onnx" else "RMSE / scale"
+        for column in ("layer", "op", "node", "SQNR after (dB)", cost):
+            layers.add_column(column)
+        for layer in report.layers[:8]:
+            sqnr = "n/a" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}"
+            layers.add_row(layer.source_name, layer.op_type, layer.node[:40], sqnr, f"{layer.score:.3g}")
+        _out.print(layers)
+    for warning in report.warnings:
+        _err.print(f"[yellow]warning:[/yellow] {warning}")
+    settings = ", ".join(f"{k}={v}" for k, v in report.settings.items() if k != "preset_reason")
+    _out.print(f"settings: {settings}")
+    if "preset_reason" in report.settings:
+        _out.print(f"why: {report.settings['preset_reason']}")

@@ -57,3 +57,17 @@ def write_sample_photos(folder: Path) -> list[Path]:
             raise BadInput(f"could not write {target}", fix="check the folder is writable")
         written.append(target)
     return written
+
+
+def write_crops(folder: Path, count: int, seed: int, size: int = 256) -> list[Path]:
+    """Write `count` seeded random crops of the sample photos as JPEG files (calibration/eval sets)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, crop in enumerate(random_crops(list(sample_photos().values()), count, seed)):
+        target = folder / f"crop_{seed}_{index:04d}.jpg"
+        resized = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(target), cv2.cvtColor(resized, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        written.append(target)
+    return written

@@ -13,6 +13,8 @@ import click
 COMMANDS = {
     "inspect": ("edgekit.cli.inspect_cmd:inspect_command", "Show a model's format, tensors, size, MACs and ops."),
     "convert": ("edgekit.cli.convert_cmd:convert_command", "Convert a model to ONNX or TFLite and verify it."),
+    "quantize": ("edgekit.cli.quantize_cmd:quantize_command", "Quantize to int8/fp16 with a drift budget."),
+    "validate": ("edgekit.cli.validate_cmd:validate_command", "Measure drift of a model against its reference."),
     "classify": ("edgekit.cli.classify_cmd:classify_command", "Classify photos with a model (top-k labels)."),
     "fetch": ("edgekit.cli.fetch_cmd:fetch_command", "Fetch the real example models and sample photos."),
 }

@@ -120,7 +120,7 @@ def convert_model(source: Path, options: ConvertOptions, progress: Progress = la
             with open_runner(ModelArtifact(path=tmp, format=options.target), threads=options.threads) as runner:
                 result.inputs, result.outputs = runner.inputs(), runner.outputs()
             if options.target is Format.ONNX:
-                _embed_onnx_metadata(tmp, result)
+                embed_onnx_metadata(tmp, result)
         result.save()
     return ConvertReport(
         source,
@@ -172,7 +172,8 @@ def _lineage(source: Path, options: ConvertOptions, notes: dict[str, Any]) -> di
     return lineage_entry("convert", source, settings)
 
 
-def _embed_onnx_metadata(path: Path, artifact: ModelArtifact) -> None:
+def embed_onnx_metadata(path: Path, artifact: ModelArtifact) -> None:
+    """Store the artifact's JSON in the ONNX file's metadata_props["edgekit"]."""
     import onnx
 
     model = onnx.load(str(path))

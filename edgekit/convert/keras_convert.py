@@ -36,7 +36,9 @@ def run_converter(converter: Any) -> bytes:
 
 
 def to_onnx(job: ConvertJob) -> dict[str, Any]:
-    """Convert with tf2onnx (NHWC input kept; tf2onnx's optimizer removes inner transposes)."""
+    """Convert with tf2onnx (NHWC input kept; tf2onnx's optimizer removes inner transposes).
+
+    The model is traced through a tf.function (tf2onnx's from_keras trips over Keras 3 tensor names)."""
     tf = import_tf()
     try:
         import tf2onnx
@@ -45,24 +47,28 @@ def to_onnx(job: ConvertJob) -> dict[str, Any]:
     runner = job.runner
     signature = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name.split(":")[0]) for spec in runner.inputs()]
     opset = job.opset or KERAS_ONNX_OPSET
+    function = (
+        _signature_function(tf, runner, signature) if runner.is_saved_model else _keras_function(tf, runner, signature)
+    )
     with quiet_native_output() as log:
         try:
-            if runner.is_saved_model:
-                tf2onnx.convert.from_function(
-                    _signature_function(tf, runner, signature),
-                    input_signature=signature,
-                    opset=opset,
-                    output_path=str(job.target),
-                )
-            else:
-                tf2onnx.convert.from_keras(
-                    runner.model, input_signature=signature, opset=opset, output_path=str(job.target)
-                )
+            tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(job.target))
         except Exception as exc:
             raise UnsupportedRoute(
                 f"tf2onnx failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
             ) from exc
     return {"converter": f"tf2onnx {tf2onnx.__version__}", "opset": opset}
+
+
+def _keras_function(tf: Any, runner: Any, signature: list[Any]) -> Any:
+    """The Keras model's inference call as a tf.function with a fixed signature."""
+    model = runner.model
+
+    @tf.function(input_signature=signature)
+    def serve(*args: Any) -> Any:
+        return model(args[0] if len(args) == 1 else list(args), training=False)
+
+    return serve
 
 
 def _signature_function(tf: Any, runner: Any, signature: list[Any]) -> Any:

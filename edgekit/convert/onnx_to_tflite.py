@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifact import TensorSpec
+from edgekit.convert.onnx_names import tf_scope
 from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value
 from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute
 from edgekit.fsutil import log_tail, quiet_native_output
@@ -96,7 +97,9 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
                 )
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             ins = [env[name] if name else None for name in node.input]
-            for name, value in zip(node.output, handler(node, ins, attrs, tf)):
+            with tf.name_scope(tf_scope(node)):
+                outs = handler(node, ins, attrs, tf)
+            for name, value in zip(node.output, outs):
                 env[name] = value
         return [_as_tensor(tf, env[o.name]) for o in model.graph.output]
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class KerasRunner(Runner):
     """A Keras model called with training=False, or a SavedModel's serving signature."""
 
-    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions) -> None:
+    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions, spin: bool = True) -> None:
         self._tf = import_tf()
         self.model = load_keras_model(artifact.path, artifact.format)
         self.is_saved_model = artifact.format is Format.SAVED_MODEL

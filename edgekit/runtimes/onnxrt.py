@@ -29,7 +29,7 @@ _DTYPES = {
 class OnnxRunner(Runner):
     """An onnxruntime InferenceSession on the CPU provider."""
 
-    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions) -> None:
+    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions, spin: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -40,6 +40,8 @@ class OnnxRunner(Runner):
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,11 +49,14 @@ def _version(package: str) -> str:
 class TFLiteRunner(Runner):
     """A TFLite Interpreter (XNNPACK is the default CPU delegate in ai-edge-litert)."""
 
-    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions) -> None:
+    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions, spin: bool = True) -> None:
         self._package, interpreter_class, self._version = find_interpreter()
         try:
             with quiet_native_output():  # the runtime announces its XNNPACK delegate on stderr
-                self._interpreter = interpreter_class(model_path=str(artifact.path), num_threads=threads)
+                # The interpreter defaults to one thread; use every core, as onnxruntime does.
+                self._interpreter = interpreter_class(
+                    model_path=str(artifact.path), num_threads=threads or os.cpu_count()
+                )
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

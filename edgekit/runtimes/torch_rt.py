@@ -35,7 +35,7 @@ def torch_input_shape(artifact: ModelArtifact, load: LoadOptions) -> list[int]:
 class TorchRunner(Runner):
     """A torch module in eval mode under inference_mode, on the CPU."""
 
-    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions) -> None:
+    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions, spin: bool = True) -> None:
         self._torch = import_torch()
         if threads:
             self._torch.set_num_threads(threads)

@@ -1,0 +1,106 @@
+"""`edgekit quantize MODEL --calib DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekit.cli.options import json_option, load_options, model_argument, preprocessing_options
+
+
+@click.command("quantize")
+@model_argument
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration images: folder, video or .npy.")
+@click.option("--calib-count", type=click.IntRange(1), default=200, show_default=True, help="Calibration samples.")
+@click.option("--scheme", type=click.Choice(["int8", "dynamic", "fp16"]), default="int8", show_default=True)
+@click.option(
+    "--format",
+    "target",
+    type=click.Choice(["onnx", "tflite"]),
+    help="Output format (default: ONNX for PyTorch/ONNX sources, TFLite for Keras).",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: MODEL.<scheme>.<ext>).")
+@click.option(
+    "--calibration",
+    "method",
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    default="minmax",
+    show_default=True,
+    help="ONNX activation-range method.",
+)
+@click.option(
+    "--per-tensor",
+    is_flag=True,
+    help="ONNX: per-tensor weights (default per-channel; measured 57% vs 84.5% agreement on EfficientNet-Lite0).",
+)
+@click.option(
+    "--cpu",
+    default="auto",
+    show_default=True,
+    help="ONNX int8 kernels for the target CPU: auto (this host), x86-avx2, x86-vnni, arm64.",
+)
+@click.option(
+    "--io-dtype",
+    type=click.Choice(["float", "int8", "uint8"]),
+    default="float",
+    show_default=True,
+    help="TFLite input/output type (int8/uint8 for the Edge TPU).",
+)
+@click.option(
+    "--val",
+    type=click.Path(path_type=Path),
+    help="Validation images, disjoint from --calib (default: crops of the bundled photos).",
+)
+@click.option("--val-count", type=click.IntRange(1), default=200, show_default=True)
+@click.option(
+    "--max-drift",
+    "budget",
+    help="Budget, e.g. 0.95 (top-1 agreement) or agreement=0.95,kl=0.05; while it "
+    "is broken the most damaging layers are kept in float.",
+)
+@click.option(
+    "--max-float-layers",
+    type=click.IntRange(0),
+    default=16,
+    show_default=True,
+    help="Cap on layers kept in float by --max-drift.",
+)
+@click.option("--keep-float", multiple=True, help="Layer (node/tensor) name to keep in float (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Runtime threads for validation and timing.")
+@load_options
+@preprocessing_options
+@json_option
+def quantize_command(
+    model: Path,
+    target: str | None,
+    budget: str | None,
+    per_tensor: bool,
+    keep_float: tuple[str, ...],
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Quantize MODEL, measure its drift against the float model on held-out images, and write it
+    only if it meets --max-drift (exit 1 otherwise, with the per-layer evidence)."""
+    from edgekit.errors import DriftExceeded
+    from edgekit.formats import Format
+    from edgekit.quantize.api import QuantizeOptions, quantize_model
+    from edgekit.report import print_json, print_quantize, progress_printer
+    from edgekit.validate import Limits
+
+    settings = QuantizeOptions(
+        target=Format(target) if target else None,
+        per_channel=not per_tensor,
+        budget=Limits.parse(budget) if budget else None,
+        keep_float=list(keep_float),
+        **options,
+    )
+    report = quantize_model(model, settings, progress_printer(quiet=as_json))
+    print_json(report.to_dict()) if as_json else print_quantize(report)
+    if not report.passed:
+        raise DriftExceeded(
+            f"{model.name} could not meet the drift budget: {'; '.join(report.validation.failures())}",
+            fix="nothing was written; raise --max-float-layers, add calibration images or relax --max-drift",
+        )

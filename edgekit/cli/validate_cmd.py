@@ -1,0 +1,65 @@
+"""`edgekit validate REFERENCE CANDIDATE --data DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekit.cli.options import json_option, load_options, preprocessing_options
+
+
+@click.command("validate")
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Images: folder (folder-per-class gives labels), video or .npy.",
+)
+@click.option("--count", type=click.IntRange(1), help="Use at most this many samples (seeded).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--labels-csv", type=click.Path(path_type=Path), help="CSV of filename,label for accuracy.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), help="Minimum top-1 agreement.")
+@click.option("--min-top5-agreement", type=click.FloatRange(0, 1), help="Minimum top-5 agreement.")
+@click.option(
+    "--min-confident-agreement", type=click.FloatRange(0, 1), help="Minimum agreement where the reference is confident."
+)
+@click.option("--max-kl", type=click.FloatRange(0), help="Maximum mean KL divergence.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(0), help="Maximum accuracy drop in points (needs labels).")
+@click.option("--max-drift", "budget", help="All limits in one spec, e.g. agreement=0.95,kl=0.05.")
+@click.option(
+    "--confidence",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Reference probability above which an image counts as confident.",
+)
+@click.option("--threads", type=click.IntRange(1, 256), help="Runtime threads.")
+@load_options
+@preprocessing_options
+@json_option
+def validate_command(
+    reference: Path,
+    candidate: Path,
+    data: Path,
+    budget: str | None,
+    as_json: bool,
+    labels_file: Path | None,
+    **options: Any,
+) -> None:
+    """Compare CANDIDATE with REFERENCE on the same images; exit 1 when a limit is broken."""
+    from edgekit.convert.api import read_labels
+    from edgekit.report import print_json, print_validation
+    from edgekit.validate import Limits, enforce, validate_models
+
+    limits = Limits.parse(budget) if budget else Limits()
+    for key in ("min_agreement", "min_top5_agreement", "min_confident_agreement", "max_kl", "max_accuracy_drop"):
+        value = options.pop(key)
+        if value is not None:
+            setattr(limits, key, value)
+    report = validate_models(reference, candidate, data, limits=limits, labels=read_labels(labels_file), **options)
+    print_json(report.to_dict()) if as_json else print_validation(report, f"{candidate.name} vs {reference.name}")
+    enforce(report, candidate.name)

@@ -1,0 +1,1 @@
+"""Quantization: ONNX (onnxruntime.quantization) and TFLite (the TFLite converter), with drift checks."""

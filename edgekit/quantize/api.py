@@ -1,0 +1,273 @@
+"""`quantize_model`: float reference -> quantize -> validate on held-out images -> keep the most
+damaging layers in float while a drift budget is broken -> write with a sidecar."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifact import ModelArtifact, lineage_entry, read_artifact
+from edgekit.convert.api import ConvertOptions, convert_model, embed_onnx_metadata, read_labels
+from edgekit.data import DataSource
+from edgekit.errors import BadInput, UnsupportedRoute
+from edgekit.formats import SUFFIX, Family, Format
+from edgekit.fsutil import atomic_path
+from edgekit.loaders import LoadOptions
+from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
+from edgekit.quantize.backends import BACKENDS, Backend
+from edgekit.quantize.common import SCHEMES, LayerDrift
+from edgekit.runtimes import open_runner
+from edgekit.samples import write_crops
+from edgekit.timing import alternating_p50
+from edgekit.validate import Limits, ValidationReport, compare_on_data
+
+Progress = Callable[[str], None]
+DYNAMIC_CNN_WARNING = (
+    "dynamic quantization of a CNN was measured slower than fp32 in onnxruntime (20-59 ms vs "
+    "4.8 ms) and far less accurate (56-62% agreement); prefer --scheme int8 with --calib"
+)
+
+
+@dataclasses.dataclass
+class QuantizeOptions:
+    """Everything `edgekit quantize` can be told."""
+
+    scheme: str = "int8"
+    target: Format | None = None  # default: ONNX for torch/ONNX sources, TFLite for Keras
+    output: Path | None = None
+    calib: Path | None = None
+    calib_count: int = 200
+    val: Path | None = None  # default: crops of the bundled photos (disjoint from any calibration folder)
+    val_count: int = 200
+    method: str = "minmax"
+    per_channel: bool = True
+    cpu: str = "auto"
+    io_dtype: str = "float"
+    budget: Limits | None = None
+    max_float_layers: int = 16
+    keep_float: list[str] = dataclasses.field(default_factory=list)
+    seed: int = 0
+    threads: int | None = None
+    load: LoadOptions = dataclasses.field(default_factory=LoadOptions)
+    preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
+    labels_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise BadInput(f"unknown scheme {self.scheme!r}", fix=f"use one of {', '.join(SCHEMES)}")
+        if self.scheme == "int8" and self.calib is None:
+            raise BadInput(
+                "int8 quantization needs calibration images",
+                fix="pass --calib DIR (photos like the ones the model will see; 100-500 is plenty)",
+            )
+        if self.calib is not None and not self.calib.exists():
+            raise BadInput(f"calibration source {self.calib} does not exist", fix="give an image folder, video or .npy")
+        if self.val is not None and not self.val.exists():
+            raise BadInput(f"validation source {self.val} does not exist", fix="give an image folder, video or .npy")
+
+
+@dataclasses.dataclass
+class Round:
+    """One quantize-and-validate attempt of the drift-budget loop."""
+
+    float_layers: list[str]
+    top1_agreement: float
+    confident_agreement: float | None
+    mean_kl: float
+    passed: bool
+
+
+@dataclasses.dataclass
+class QuantizeReport:
+    """The quantized model, its drift, size and speed against the float model, and how it got there."""
+
+    source: Path
+    output: Path | None
+    target: str
+    scheme: str
+    settings: dict[str, Any]
+    float_bytes: int
+    quant_bytes: int
+    float_ms: float
+    quant_ms: float
+    validation: ValidationReport
+    rounds: list[Round]
+    layers: list[LayerDrift]
+    warnings: list[str]
+
+    @property
+    def passed(self) -> bool:
+        """True when the final round met the budget (or no budget was set)."""
+        return self.validation.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        data = dataclasses.asdict(self)
+        data.update(
+            source=str(self.source),
+            output=str(self.output) if self.output else None,
+            passed=self.passed,
+            validation=self.validation.to_dict(),
+            speedup=self.float_ms / self.quant_ms,
+            size_ratio=self.quant_bytes / self.float_bytes,
+        )
+        return data
+
+
+def default_target(fmt: Format) -> Format:
+    """Where a source is quantized unless --format says otherwise."""
+    if fmt is Format.TFLITE:
+        raise UnsupportedRoute(
+            "a .tflite model cannot be quantized again",
+            fix="quantize the source model (Keras, PyTorch or ONNX) with --format tflite",
+        )
+    return Format.TFLITE if fmt.family is Family.KERAS else Format.ONNX
+
+
+def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = lambda _: None) -> QuantizeReport:
+    """Quantize `source`; write the result only if it meets the drift budget (when one is set)."""
+    artifact = read_artifact(source)
+    target = options.target or default_target(artifact.format)
+    default_target(artifact.format)  # refuses TFLite sources even with an explicit --format
+    prep = resolve_preprocessing(artifact.preprocessing, options.preprocess)
+    if prep is None:
+        raise BadInput(f"{source} has no stored preprocessing", fix="pass --preset imagenet|mobilenet|unit")
+    output = options.output or source.with_name(f"{source.stem}.{options.scheme}{SUFFIX[target]}")
+    warnings = [DYNAMIC_CNN_WARNING] if options.scheme == "dynamic" else []
+    with tempfile.TemporaryDirectory(prefix="edgekit-quantize-") as tmp:
+        work = Path(tmp)
+        progress(f"making the float {target.value} reference (checked against {source.name})")
+        reference = _float_reference(source, target, work, options)
+        backend: Backend = BACKENDS[target](source, reference, work, options, prep)
+        val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
+        report = _budget_loop(backend, reference, val, prep, options, progress)
+        report.source, report.warnings = source, warnings + report.warnings
+        if report.passed:
+            with atomic_path(output) as partial:
+                shutil.copyfile(report.output, partial)
+                _write_sidecar(output, partial, target, reference, source, options, report, backend)
+            report.output = output
+        else:
+            report.output = None
+        return report
+
+
+def _float_reference(source: Path, target: Format, work: Path, options: QuantizeOptions) -> Path:
+    if read_artifact(source).format is target:
+        return source
+    reference = work / f"float{SUFFIX[target]}"
+    convert_model(
+        source,
+        ConvertOptions(
+            target=target,
+            output=reference,
+            load=options.load,
+            preprocess=options.preprocess,
+            labels_file=options.labels_file,
+        ),
+    )
+    return reference
+
+
+def _validation_source(options: QuantizeOptions, work: Path, labels: list[str] | None) -> DataSource:
+    if options.val is not None:
+        return DataSource(options.val, count=options.val_count, seed=options.seed + 1, labels=labels)
+    folder = work / "val"
+    write_crops(folder, options.val_count, seed=options.seed + 1000)  # never the calibration crops
+    return DataSource(folder, labels=labels)
+
+
+def _budget_loop(
+    backend: Backend, reference: Path, val: DataSource, prep: Any, options: QuantizeOptions, progress: Progress
+) -> QuantizeReport:
+    float_layers = list(options.keep_float)
+    rounds: list[Round] = []
+    layers: list[LayerDrift] = []
+    with open_runner(read_artifact(reference), threads=options.threads, load=options.load, spin=False) as ref:
+        while True:
+            progress(f"quantizing ({options.scheme}, {len(float_layers)} layers kept in float)")
+            candidate = backend.quantize(float_layers)
+            with open_runner(ModelArtifact(candidate, backend.format), threads=options.threads, spin=False) as cand:
+                progress(f"validating against the float model on {val.path}")
+                validation = compare_on_data(ref, cand, prep, val)
+                validation.limits = options.budget or Limits()
+                rounds.append(
+                    Round(
+                        list(float_layers),
+                        validation.top1_agreement,
+                        validation.confident_agreement,
+                        validation.mean_kl,
+                        validation.passed,
+                    )
+                )
+                if validation.passed or options.scheme != "int8" or len(float_layers) >= options.max_float_layers:
+                    break
+            if not layers:
+                progress("ranking layers by quantization error")
+                layers = backend.layer_drift()
+            remaining = [layer.node for layer in layers if layer.node not in float_layers]
+            if not remaining:
+                break
+            step = max(1, len(float_layers))  # 1, 2, 4, 8, ... layers kept in float
+            float_layers += remaining[: min(step, options.max_float_layers - len(float_layers))]
+    progress("timing float and quantized models in turns")
+    sample = next(iter(val))
+    float_ms, quant_ms = alternating_p50(
+        [read_artifact(reference), ModelArtifact(candidate, backend.format)],
+        lambda runner: sample.to_tensor(prep, runner.inputs()[0]),
+        threads=options.threads,
+    )
+    return QuantizeReport(
+        source=reference,
+        output=candidate,
+        target=backend.format.value,
+        scheme=options.scheme,
+        settings=backend.settings(),
+        float_bytes=reference.stat().st_size,
+        quant_bytes=candidate.stat().st_size,
+        float_ms=float_ms,
+        quant_ms=quant_ms,
+        validation=validation,
+        rounds=rounds,
+        layers=layers[:12],
+        warnings=[],
+    )
+
+
+def _write_sidecar(
+    output: Path,
+    partial: Path,
+    target: Format,
+    reference: Path,
+    source: Path,
+    options: QuantizeOptions,
+    report: QuantizeReport,
+    backend: Backend,
+) -> None:
+    ref = read_artifact(reference)
+    result = ModelArtifact(
+        path=output,
+        format=target,
+        preprocessing=ref.preprocessing,
+        labels=ref.labels,
+        precision=options.scheme,
+        lineage=list(ref.lineage),
+    )
+    with open_runner(ModelArtifact(partial, target)) as runner:
+        result.inputs, result.outputs = runner.inputs(), runner.outputs()
+    for spec, stored in zip(result.inputs, ref.inputs):
+        spec.layout = spec.layout or stored.layout
+    summary = {
+        "top1_agreement": report.validation.top1_agreement,
+        "mean_kl": report.validation.mean_kl,
+        "float_layers": report.rounds[-1].float_layers,
+        **backend.settings(),
+    }
+    result.lineage.append(lineage_entry("quantize", source, {"scheme": options.scheme, **summary}))
+    if target is Format.ONNX:
+        embed_onnx_metadata(partial, result)
+    result.save()

@@ -1,0 +1,197 @@
+"""Quantization backends, one per target format: ONNX (onnxruntime) and TFLite (the TFLite converter)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.artifact import Preprocessing, read_artifact
+from edgekit.data import DataSource
+from edgekit.formats import Family, Format
+from edgekit.quantize import onnx_quant, tflite_quant
+from edgekit.quantize.common import LayerDrift, tensors
+from edgekit.quantize.cpu import resolve_preset
+from edgekit.runtimes import open_runner
+
+if TYPE_CHECKING:
+    from edgekit.quantize.api import QuantizeOptions
+
+DEBUG_SAMPLES = 16  # images used to rank layers; enough to order them, cheap to run
+
+
+class Backend(abc.ABC):
+    """Quantizes one float reference, repeatedly, with different layers kept in float."""
+
+    format: Format
+
+    def __init__(
+        self, source: Path, reference: Path, work: Path, options: QuantizeOptions, prep: Preprocessing
+    ) -> None:
+        self.source, self.reference, self.work, self.options, self.prep = source, reference, work, options, prep
+        with open_runner(read_artifact(reference)) as runner:
+            self.spec = runner.inputs()[0]
+        self._count = 0
+
+    def calibration(self, count: int | None = None) -> DataSource | None:
+        """The calibration data, or None when the scheme needs none."""
+        if self.options.calib is None:
+            return None
+        return DataSource(self.options.calib, count=count or self.options.calib_count, seed=self.options.seed)
+
+    def next_path(self) -> Path:
+        """A fresh file name in the work folder for one quantization round."""
+        self._count += 1
+        return self.work / f"quantized_{self._count}{'.onnx' if self.format is Format.ONNX else '.tflite'}"
+
+    @abc.abstractmethod
+    def quantize(self, float_layers: list[str]) -> Path:
+        """Quantize, keeping `float_layers` in float; returns the file."""
+
+    @abc.abstractmethod
+    def layer_drift(self) -> list[LayerDrift]:
+        """Layers ranked by their quantization error, worst first."""
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """What was used, for the report and the sidecar."""
+
+
+class OnnxBackend(Backend):
+    """onnxruntime.quantization: quant_pre_process, then QDQ static int8 / dynamic / fp16."""
+
+    format = Format.ONNX
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.preprocessed = self.work / "preprocessed.onnx"
+        onnx_quant.preprocess(self.reference, self.preprocessed)
+        self.cpu = resolve_preset(self.options.cpu)
+        self._plain: Path | None = None
+
+    def quantize(self, float_layers: list[str]) -> Path:
+        """One quantize_static/quantize_dynamic/fp16 run."""
+        target = self.next_path()
+        onnx_quant.quantize_onnx(
+            self.preprocessed,
+            target,
+            self.options.scheme,
+            data=self.calibration(),
+            prep=self.prep,
+            spec=self.spec,
+            method=self.options.method,
+            per_channel=self.options.per_channel,
+            exclude=float_layers,
+            cpu=self.cpu,
+        )
+        if not float_layers:
+            self._plain = target
+        return target
+
+    def layer_drift(self) -> list[LayerDrift]:
+        """qdq_loss_debug on the fully quantized model."""
+        plain = self._plain or self.quantize([])
+        return onnx_quant.layer_drift(self.preprocessed, plain, self.calibration(DEBUG_SAMPLES), self.prep, self.spec)
+
+    def settings(self) -> dict[str, Any]:
+        """Scheme, format, calibration and CPU preset."""
+        settings: dict[str, Any] = {"scheme": self.options.scheme, "format": "onnx"}
+        if self.options.scheme == "int8":
+            settings.update(
+                quant_format="QDQ",
+                per_channel=self.options.per_channel,
+                calibration=self.options.method,
+                calibration_source=str(self.options.calib),
+                calibration_count=self.options.calib_count,
+                cpu_preset=self.cpu.name,
+                activations=self.cpu.activation,
+                weights=self.cpu.weight,
+                reduce_range=self.cpu.reduce_range,
+                preset_reason=self.cpu.reason,
+            )
+        return settings
+
+
+class TFLiteBackend(Backend):
+    """The TFLite converter: full-integer int8 with a representative dataset, dynamic range, fp16."""
+
+    format = Format.TFLITE
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.names: dict[str, str] = {}
+        self.make_converter = self._converter_factory()
+
+    def _converter_factory(self) -> Any:
+        from edgekit.convert.onnx_names import source_name, tf_scope
+        from edgekit.convert.onnx_to_tflite import build_concrete_function, fold_constants
+        from edgekit.loaders.keras_loader import import_tf, load_keras_model
+
+        tf = import_tf()
+        fmt = read_artifact(self.source).format
+        if fmt.family is Family.KERAS:
+            if fmt is Format.SAVED_MODEL:
+                return lambda: tf.lite.TFLiteConverter.from_saved_model(str(self.source))
+            model = load_keras_model(self.source, fmt)
+            return lambda: tf.lite.TFLiteConverter.from_keras_model(model)
+        onnx_path = self.source if fmt is Format.ONNX else self._float_onnx()
+        folded = fold_constants(onnx_path, None)
+        self.names = {tf_scope(node): source_name(node) for node in folded.graph.node}
+
+        def make() -> Any:
+            (concrete, module), _, _ = build_concrete_function(folded)
+            return tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+
+        return make
+
+    def _float_onnx(self) -> Path:
+        from edgekit.convert.api import ConvertOptions, convert_model
+
+        target = self.work / "float_for_tflite.onnx"
+        convert_model(
+            self.source,
+            ConvertOptions(
+                target=Format.ONNX, output=target, load=self.options.load, preprocess=self.options.preprocess
+            ),
+        )
+        return target
+
+    def dataset(self, count: int | None = None) -> Any:
+        """The representative dataset, as the converter wants it: a callable giving lists of arrays."""
+
+        def generate() -> Iterator[list[np.ndarray]]:
+            for tensor in tensors(self.calibration(count), self.prep, self.spec):
+                yield [tensor.astype(np.float32)]
+
+        return generate if self.options.calib is not None else None
+
+    def quantize(self, float_layers: list[str]) -> Path:
+        """One converter run."""
+        target = self.next_path()
+        data = tflite_quant.quantize_tflite(
+            self.make_converter, self.options.scheme, self.dataset(), self.options.io_dtype, float_layers
+        )
+        target.write_bytes(data)
+        return target
+
+    def layer_drift(self) -> list[LayerDrift]:
+        """The TFLite QuantizationDebugger's per-layer statistics."""
+        return tflite_quant.layer_drift(self.make_converter, self.dataset(DEBUG_SAMPLES), self.names)
+
+    def settings(self) -> dict[str, Any]:
+        """Scheme, IO dtype and calibration."""
+        settings: dict[str, Any] = {"scheme": self.options.scheme, "format": "tflite"}
+        if self.options.scheme == "int8":
+            settings.update(
+                io_dtype=self.options.io_dtype,
+                calibration_source=str(self.options.calib),
+                calibration_count=self.options.calib_count,
+                kernels="TFLite int8 (XNNPACK on CPU)",
+            )
+        return settings
+
+
+BACKENDS: dict[Format, type[Backend]] = {Format.ONNX: OnnxBackend, Format.TFLITE: TFLiteBackend}

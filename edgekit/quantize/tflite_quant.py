@@ -1,0 +1,91 @@
+"""TFLite quantization with the TFLite converter: full int8 (representative dataset), dynamic range,
+fp16; layers kept in float through QuantizationDebugger's denylist; per-layer error statistics."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import UnsupportedRoute
+from edgekit.fsutil import log_tail, quiet_native_output
+from edgekit.loaders.keras_loader import import_tf
+from edgekit.quantize.common import LayerDrift
+
+IO_DTYPES = ("float", "int8", "uint8")
+Dataset = Callable[[], Iterator[list[np.ndarray]]]
+
+
+def configure(converter: Any, scheme: str, dataset: Dataset | None, io_dtype: str, allow_float: bool) -> Any:
+    """Set the converter's quantization options; returns it."""
+    tf = import_tf()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if scheme == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif scheme == "int8":
+        converter.representative_dataset = dataset
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + ([tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float else [])
+        converter.target_spec.supported_ops = ops
+        if io_dtype != "float":
+            converter.inference_input_type = converter.inference_output_type = getattr(tf, io_dtype)
+    return converter
+
+
+def quantize_tflite(
+    make_converter: Callable[[], Any],
+    scheme: str,
+    dataset: Dataset | None,
+    io_dtype: str = "float",
+    exclude: list[str] | None = None,
+) -> bytes:
+    """A quantized TFLite flatbuffer; `exclude` names tensors whose ops stay in float."""
+    tf = import_tf()
+    converter = configure(make_converter(), scheme, dataset, io_dtype, allow_float=bool(exclude))
+    with quiet_native_output() as log:
+        try:
+            if not exclude:
+                return converter.convert()
+            options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(exclude))
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=dataset, debug_options=options
+            )
+            return debugger.get_nondebug_quantized_model()
+        except Exception as exc:
+            raise UnsupportedRoute(
+                f"TFLite quantization failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
+            ) from exc
+
+
+def layer_drift(
+    make_converter: Callable[[], Any], dataset: Dataset, names: dict[str, str] | None = None
+) -> list[LayerDrift]:
+    """Per-layer quantization error (RMSE / scale, the TFLite debugger's measure), worst first.
+
+    `names` maps TF name scopes back to source-model layer names (the ONNX route's scopes)."""
+    tf = import_tf()
+    converter = configure(make_converter(), "int8", dataset, "float", allow_float=False)
+    with quiet_native_output():
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset)
+        debugger.run()
+        buffer = io.StringIO()
+        debugger.layer_statistics_dump(buffer)
+    layers = []
+    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
+        scale, mse = float(row.get("scale") or 0), float(row.get("mean_squared_error") or 0)
+        if scale <= 0:
+            continue
+        name = row["tensor_name"]
+        scope = _scope(name)
+        source = (names or {}).get(scope, scope)
+        layers.append(LayerDrift(name, source, row.get("op_name", ""), None, float(np.sqrt(mse) / scale)))
+    return sorted(layers, key=lambda layer: -layer.score)
+
+
+def _scope(tensor_name: str) -> str:
+    """'model/block_3_depthwise/depthwise;...' -> 'block_3_depthwise' (the Keras layer or ONNX node scope)."""
+    first = tensor_name.split(";")[0]
+    parts = [p for p in first.split("/") if p and not p.startswith(("PartitionedCall", "StatefulPartitionedCall"))]
+    return parts[-2] if len(parts) >= 2 else (parts[0] if parts else tensor_name)

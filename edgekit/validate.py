@@ -1,0 +1,240 @@
+"""Drift between a reference model and a candidate on the same real images.
+
+Top-1/top-5 agreement, agreement where the reference is confident, mean KL divergence, max |Δ|,
+accuracy of each when labels are known, per-class agreement, the worst images; limits that fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifact import Preprocessing, read_artifact
+from edgekit.classify import to_probabilities
+from edgekit.data import DataSource
+from edgekit.errors import BadInput, DriftExceeded
+from edgekit.loaders import LoadOptions
+from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
+from edgekit.runtimes import Runner, open_runner
+
+_LIMIT_KEYS = {
+    "agreement": "min_agreement",
+    "top5": "min_top5_agreement",
+    "confident": "min_confident_agreement",
+    "kl": "max_kl",
+    "accuracy-drop": "max_accuracy_drop",
+}
+
+
+@dataclasses.dataclass
+class Limits:
+    """Drift limits; None means 'not checked'. Accuracy drop is in percentage points."""
+
+    min_agreement: float | None = None
+    min_top5_agreement: float | None = None
+    min_confident_agreement: float | None = None
+    max_kl: float | None = None
+    max_accuracy_drop: float | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Limits:
+        """'0.95' (min top-1 agreement) or 'agreement=0.95,kl=0.05,accuracy-drop=0.5,confident=0.99,top5=0.99'."""
+        limits = cls()
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            key, _, value = part.rpartition("=") if "=" in part else ("agreement", "", part)
+            key = key.strip().lower()
+            if key not in _LIMIT_KEYS or not re.fullmatch(r"[0-9.]+%?", value.strip()):
+                raise BadInput(
+                    f"drift limit {part!r} is not understood",
+                    fix=f"use a number or key=value with keys {', '.join(_LIMIT_KEYS)}",
+                )
+            number = float(value.strip().rstrip("%")) / (100 if value.strip().endswith("%") else 1)
+            setattr(limits, _LIMIT_KEYS[key], number)
+        return limits
+
+    def any(self) -> bool:
+        """True when at least one limit is set."""
+        return any(v is not None for v in dataclasses.asdict(self).values())
+
+
+@dataclasses.dataclass
+class ImageDrift:
+    """One image's drift."""
+
+    image: str
+    kl: float
+    reference_top1: int
+    candidate_top1: int
+
+
+@dataclasses.dataclass
+class ValidationReport:
+    """All drift measures of a candidate against its reference."""
+
+    images: int
+    top1_agreement: float
+    top5_agreement: float
+    confident_images: int
+    confident_agreement: float | None
+    mean_kl: float
+    max_abs_diff: float
+    reference_accuracy: float | None
+    candidate_accuracy: float | None
+    per_class: list[dict[str, Any]]
+    worst: list[ImageDrift]
+    skipped_files: int
+    limits: Limits = dataclasses.field(default_factory=Limits)
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        """Reference minus candidate accuracy, in percentage points."""
+        if self.reference_accuracy is None or self.candidate_accuracy is None:
+            return None
+        return 100 * (self.reference_accuracy - self.candidate_accuracy)
+
+    def failures(self) -> list[str]:
+        """One phrase per broken limit."""
+        checks = [
+            ("top-1 agreement", self.top1_agreement, self.limits.min_agreement, False),
+            ("top-5 agreement", self.top5_agreement, self.limits.min_top5_agreement, False),
+            ("confident agreement", self.confident_agreement, self.limits.min_confident_agreement, False),
+            ("mean KL", self.mean_kl, self.limits.max_kl, True),
+            ("accuracy drop (points)", self.accuracy_drop, self.limits.max_accuracy_drop, True),
+        ]
+        problems = []
+        for name, value, limit, is_max in checks:
+            if limit is None:
+                continue
+            if value is None:
+                problems.append(f"{name} cannot be checked (no labels or no confident images)")
+            elif (value > limit) if is_max else (value < limit):
+                problems.append(f"{name} {value:.4g} {'>' if is_max else '<'} limit {limit:g}")
+        return problems
+
+    @property
+    def passed(self) -> bool:
+        """True when no limit is broken."""
+        return not self.failures()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        data = dataclasses.asdict(self)
+        data.update(passed=self.passed, failures=self.failures(), accuracy_drop=self.accuracy_drop)
+        return data
+
+
+def compare_on_data(
+    reference: Runner,
+    candidate: Runner,
+    prep: Preprocessing,
+    data: DataSource,
+    confidence: float = 0.5,
+    worst: int = 5,
+    labels: list[str] | None = None,
+) -> ValidationReport:
+    """Run both models on every sample of `data` and measure the drift."""
+    acc = _Accumulator(labels)
+    for sample in data:
+        ref_out = reference.infer([sample.to_tensor(prep, reference.inputs()[0])])[0]
+        cand_out = candidate.infer([sample.to_tensor(prep, candidate.inputs()[0])])[0]
+        if ref_out.size != cand_out.size:
+            raise BadInput(
+                f"reference gives {ref_out.size} outputs and candidate {cand_out.size}",
+                fix="validate two versions of the same model",
+            )
+        acc.add(sample.name, sample.label, ref_out, cand_out, confidence)
+    return acc.report(worst, data.stats.skipped)
+
+
+class _Accumulator:
+    def __init__(self, labels: list[str] | None) -> None:
+        self.labels = labels
+        self.rows: list[tuple[str, int | None, int, int, bool, bool, float]] = []
+        self.max_abs = 0.0
+
+    def add(self, name: str, label: int | None, ref_out: np.ndarray, cand_out: np.ndarray, confidence: float) -> None:
+        ref_p, cand_p = to_probabilities(ref_out), to_probabilities(cand_out)
+        kl = float(np.sum(ref_p * (np.log(ref_p + 1e-12) - np.log(cand_p + 1e-12))))
+        ref_top, cand_top = int(ref_p.argmax()), int(cand_p.argmax())
+        in_top5 = ref_top in np.argsort(-cand_p)[:5]
+        self.rows.append((name, label, ref_top, cand_top, bool(in_top5), bool(ref_p.max() >= confidence), max(kl, 0.0)))
+        self.max_abs = max(self.max_abs, float(np.abs(ref_out.astype(np.float64) - cand_out).max()))
+
+    def report(self, worst: int, skipped: int) -> ValidationReport:
+        names, labels, ref, cand, top5, confident, kls = (list(col) for col in zip(*self.rows))
+        ref, cand, kls = np.array(ref), np.array(cand), np.array(kls)
+        agree = ref == cand
+        confident_mask = np.array(confident)
+        labelled = [i for i, label in enumerate(labels) if label is not None]
+        truth = np.array([labels[i] for i in labelled])
+        order = np.argsort(-kls)[:worst]
+        return ValidationReport(
+            images=len(names),
+            top1_agreement=float(agree.mean()),
+            top5_agreement=float(np.mean(top5)),
+            confident_images=int(confident_mask.sum()),
+            confident_agreement=float(agree[confident_mask].mean()) if confident_mask.any() else None,
+            mean_kl=float(kls.mean()),
+            max_abs_diff=self.max_abs,
+            reference_accuracy=float(np.mean(ref[labelled] == truth)) if labelled else None,
+            candidate_accuracy=float(np.mean(cand[labelled] == truth)) if labelled else None,
+            per_class=self._per_class(ref, agree),
+            skipped_files=skipped,
+            worst=[ImageDrift(names[i], float(kls[i]), int(ref[i]), int(cand[i])) for i in order],
+        )
+
+    def _per_class(self, ref: np.ndarray, agree: np.ndarray) -> list[dict[str, Any]]:
+        rows = []
+        for cls in np.unique(ref):
+            mask = ref == cls
+            name = self.labels[cls] if self.labels and cls < len(self.labels) else str(cls)
+            rows.append(
+                {"class": int(cls), "label": name, "images": int(mask.sum()), "agreement": float(agree[mask].mean())}
+            )
+        return sorted(rows, key=lambda r: (r["agreement"], -r["images"]))
+
+
+def validate_models(
+    reference: Path,
+    candidate: Path,
+    data: Path,
+    *,
+    count: int | None = None,
+    seed: int = 0,
+    limits: Limits | None = None,
+    labels_csv: Path | None = None,
+    confidence: float = 0.5,
+    labels: list[str] | None = None,
+    preprocess: PreprocessOverrides | None = None,
+    load: LoadOptions | None = None,
+    threads: int | None = None,
+) -> ValidationReport:
+    """Open both models and compare them on `data`; raise DriftExceeded when a limit is broken."""
+    ref_artifact, cand_artifact = read_artifact(reference), read_artifact(candidate)
+    prep = resolve_preprocessing(
+        cand_artifact.preprocessing or ref_artifact.preprocessing, preprocess or PreprocessOverrides()
+    )
+    if prep is None:
+        raise BadInput("neither model records its preprocessing", fix="pass --preset imagenet|mobilenet|unit")
+    labels = labels or cand_artifact.labels or ref_artifact.labels
+    source = DataSource(data, count=count, seed=seed, labels=labels, label_csv=labels_csv)
+    with (
+        open_runner(ref_artifact, threads=threads, load=load) as ref_runner,
+        open_runner(cand_artifact, threads=threads, load=load) as cand_runner,
+    ):
+        report = compare_on_data(ref_runner, cand_runner, prep, source, confidence, labels=labels)
+    report.limits = limits or Limits()
+    return report
+
+
+def enforce(report: ValidationReport, what: str) -> None:
+    """Raise DriftExceeded naming every broken limit."""
+    if not report.passed:
+        raise DriftExceeded(
+            f"{what} is over its drift budget: {'; '.join(report.failures())}",
+            fix="loosen the limits or keep more layers in float (--max-drift with quantize)",
+        )

@@ -1,0 +1,208 @@
+"""Quantization on tiny models (ONNX and TFLite), validation, the drift budget, and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.artifact import read_artifact
+from edgekit.cli.main import cli
+from edgekit.convert.api import ConvertOptions, convert_model
+from edgekit.errors import BadInput, UnsupportedRoute
+from edgekit.formats import Format
+from edgekit.quantize.api import QuantizeOptions, quantize_model
+from edgekit.runtimes import open_runner
+from edgekit.validate import Limits, validate_models
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from edgekit.samples import write_crops
+
+    folder = tmp_path_factory.mktemp("crops")
+    write_crops(folder / "calib", 24, seed=1, size=64)
+    write_crops(folder / "val", 24, seed=2, size=64)
+    return {"calib": folder / "calib", "val": folder / "val"}
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("q") / "tiny.onnx"
+    return convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=2)).output
+
+
+def test_onnx_int8_is_smaller_and_close(tiny_onnx: Path, crops: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "tiny.int8.onnx"
+    report = quantize_model(tiny_onnx, QuantizeOptions(calib=crops["calib"], val=crops["val"], output=output))
+    assert report.output == output and output.is_file()
+    assert report.validation.images == 24 and report.validation.top1_agreement >= 0.75
+    assert report.settings["cpu_preset"] in ("x86-avx2", "x86-vnni", "arm64")
+    artifact = read_artifact(output)
+    assert artifact.precision == "int8" and artifact.lineage[-1]["step"] == "quantize"
+    assert artifact.preprocessing is not None and artifact.inputs[0].layout == "NCHW"
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(output)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_torch_to_tflite_int8_with_int8_io(
+    torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    output = tmp_path / "tiny.int8.tflite"
+    report = quantize_model(
+        torch_models["pt2"],
+        QuantizeOptions(target=Format.TFLITE, calib=crops["calib"], val=crops["val"], output=output, io_dtype="int8"),
+    )
+    assert report.validation.top1_agreement >= 0.75
+    with open_runner(read_artifact(output)) as runner:
+        spec = runner.inputs()[0]
+        assert spec.dtype == "int8" and spec.scale and spec.layout == "NHWC"
+        out = runner.infer([np.zeros(spec.shape, np.float32)])[0]
+        assert out.dtype == np.float32  # dequantized for the caller
+
+
+def test_keras_to_tflite_int8(keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path) -> None:
+    report = quantize_model(
+        keras_models["keras"],
+        QuantizeOptions(calib=crops["calib"], val=crops["val"], output=tmp_path / "k.int8.tflite"),
+    )
+    assert report.target == "tflite" and report.validation.top1_agreement >= 0.75
+
+
+def test_fp16_and_dynamic(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]) -> None:
+    fp16 = quantize_model(tiny_onnx, QuantizeOptions(scheme="fp16", val=crops["val"], output=tmp_path / "h.onnx"))
+    assert fp16.validation.top1_agreement == 1.0 and fp16.quant_bytes < fp16.float_bytes
+    dynamic = quantize_model(tiny_onnx, QuantizeOptions(scheme="dynamic", val=crops["val"], output=tmp_path / "d.onnx"))
+    assert any("dynamic quantization of a CNN" in w for w in dynamic.warnings)
+
+
+def test_budget_loop_keeps_layers_float_and_names_them(tiny_onnx: Path, crops: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "never.onnx"
+    options = QuantizeOptions(
+        calib=crops["calib"], val=crops["val"], output=output, max_float_layers=2, budget=Limits.parse("kl=0")
+    )
+    report = quantize_model(tiny_onnx, options)
+    assert not report.passed and report.output is None and not output.exists()
+    assert [len(r.float_layers) for r in report.rounds] == [0, 1, 2]
+    assert report.layers and all(layer.op_type in ("Conv", "Gemm", "MatMul") for layer in report.layers)
+    assert any(layer.source_name.startswith(("features", "head")) for layer in report.layers)
+
+
+def test_quantize_errors(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]) -> None:
+    with pytest.raises(BadInput, match="needs calibration images"):
+        QuantizeOptions(scheme="int8")
+    with pytest.raises(BadInput, match="does not exist"):
+        QuantizeOptions(calib=tmp_path / "missing")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.jpg").write_text("not a jpeg")
+    with pytest.raises(BadInput, match="no usable samples"):
+        quantize_model(tiny_onnx, QuantizeOptions(calib=junk, val=crops["val"], output=tmp_path / "x.onnx"))
+    assert not (tmp_path / "x.onnx").exists()
+    tfl = tmp_path / "m.tflite"
+    convert_model(tiny_onnx, ConvertOptions(target=Format.TFLITE, output=tfl, check_images=2))
+    with pytest.raises(UnsupportedRoute, match="cannot be quantized again"):
+        quantize_model(tfl, QuantizeOptions(calib=crops["calib"]))
+
+
+def test_validate_good_and_bad_candidates(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]) -> None:
+    good = tmp_path / "good.tflite"
+    convert_model(tiny_onnx, ConvertOptions(target=Format.TFLITE, output=good, check_images=2))
+    report = validate_models(tiny_onnx, good, crops["val"], limits=Limits(min_agreement=0.99))
+    assert report.passed and report.top1_agreement == 1.0 and report.mean_kl < 1e-6
+    bad = tmp_path / "bad.onnx"
+    _shuffle_weights(tiny_onnx, bad)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["validate", str(tiny_onnx), str(bad), "--data", str(crops["val"]), "--min-agreement", "0.9"]
+    )
+    assert result.exit_code == 1 and "over its drift budget" in result.stderr and "top-1 agreement" in result.stderr
+    result = runner.invoke(
+        cli,
+        [
+            "validate",
+            str(tiny_onnx),
+            str(good),
+            "--data",
+            str(crops["val"]),
+            "--max-drift",
+            "agreement=0.99,kl=0.001",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0 and json.loads(result.stdout)["passed"]
+
+
+def test_validate_refuses_models_with_different_outputs(
+    tiny_onnx: Path, keras_models: dict[str, Path], crops: dict[str, Path]
+) -> None:
+    with pytest.raises(BadInput, match="reference gives 10 outputs and candidate 5"):
+        validate_models(tiny_onnx, keras_models["keras"], crops["val"], count=2)
+
+
+def test_quantize_cli_json_and_budget_exit_code(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli.onnx"
+    result = runner.invoke(
+        cli,
+        [
+            "quantize",
+            str(tiny_onnx),
+            "--calib",
+            str(crops["calib"]),
+            "--val",
+            str(crops["val"]),
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["passed"] and data["size_ratio"] < 1.0 and out.is_file()  # tiny: QDQ overhead dominates
+    result = runner.invoke(
+        cli,
+        [
+            "quantize",
+            str(tiny_onnx),
+            "--calib",
+            str(crops["calib"]),
+            "--val",
+            str(crops["val"]),
+            "-o",
+            str(tmp_path / "no.onnx"),
+            "--max-drift",
+            "kl=0",
+            "--max-float-layers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 1 and "could not meet the drift budget" in result.stderr
+    assert not (tmp_path / "no.onnx").exists()
+
+
+def test_limits_parsing() -> None:
+    assert Limits.parse("0.95").min_agreement == 0.95
+    assert Limits.parse("95%").min_agreement == pytest.approx(0.95)
+    limits = Limits.parse("agreement=0.9, kl=0.05, accuracy-drop=0.5, top5=0.99, confident=0.98")
+    assert (limits.max_kl, limits.max_accuracy_drop, limits.min_top5_agreement) == (0.05, 0.5, 0.99)
+    with pytest.raises(BadInput, match="not understood"):
+        Limits.parse("speed=2")
+
+
+def _shuffle_weights(source: Path, target: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(source))
+    rng = np.random.default_rng(3)
+    for init in model.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.ndim >= 2:
+            init.CopyFrom(numpy_helper.from_array(rng.permutation(array.ravel()).reshape(array.shape), init.name))
+    onnx.save(model, str(target))

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert bench-quantize clean
+.PHONY: setup demo test lint bench-convert bench-quantize bench-run clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,6 @@ clean:
 
 bench-quantize: setup
 	$(PY) benchmarks/quantize.py
+
+bench-run: setup
+	$(PY) benchmarks/run_loop.py

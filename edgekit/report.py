@@ -210,3 +210,19 @@ def print_quantize(report: Any) -> None:
     _out.print(f"settings: {settings}")
     if "preset_reason" in report.settings:
         _out.print(f"why: {report.settings['preset_reason']}")
+
+
+def print_loop_summary(summary: Any) -> None:
+    """The camera loop's summary, on stderr so that --headless JSON lines stay clean on stdout."""
+    table = Table(
+        title=f"edgekit run: {summary.frames} frames in {summary.seconds:.1f}s = {summary.fps:.1f} FPS "
+        f"(stopped by {summary.stopped_by})"
+    )
+    for column in ("stage", "p50 ms", "p99 ms"):
+        table.add_column(column)
+    for stage, values in summary.stage_ms.items():
+        table.add_row(stage, f"{values['p50']:.2f}", f"{values['p99']:.2f}")
+    table.add_row("capture -> result", f"{summary.latency_ms['p50']:.2f}", f"{summary.latency_ms['p99']:.2f}")
+    _err.print(table)
+    extra = f"dropped frames: {summary.dropped}, reconnects: {summary.reconnects}"
+    _err.print(extra + (f", recording: {summary.recording}" if summary.recording else ""))

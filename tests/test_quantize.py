@@ -206,3 +206,16 @@ def _shuffle_weights(source: Path, target: Path) -> None:
         if array.ndim >= 2:
             init.CopyFrom(numpy_helper.from_array(rng.permutation(array.ravel()).reshape(array.shape), init.name))
     onnx.save(model, str(target))
+
+
+def test_onnx_softmax_output_stays_float(keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+
+    output = tmp_path / "k.int8.onnx"
+    quantize_model(
+        keras_models["keras"],
+        QuantizeOptions(target=Format.ONNX, calib=crops["calib"], val=crops["val"], output=output),
+    )
+    graph = onnx.load(str(output)).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    assert producers[graph.output[0].name] == "Softmax"  # int8 softmax would round small probabilities to 0

@@ -16,6 +16,7 @@ COMMANDS = {
     "quantize": ("edgekit.cli.quantize_cmd:quantize_command", "Quantize to int8/fp16 with a drift budget."),
     "validate": ("edgekit.cli.validate_cmd:validate_command", "Measure drift of a model against its reference."),
     "classify": ("edgekit.cli.classify_cmd:classify_command", "Classify photos with a model (top-k labels)."),
+    "run": ("edgekit.cli.run_cmd:run_command", "Classify live camera/video frames (the camera loop)."),
     "fetch": ("edgekit.cli.fetch_cmd:fetch_command", "Fetch the real example models and sample photos."),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.convert.routes import ConvertJob
+from edgekit.convert.tflite_converter import run_converter
 from edgekit.errors import MissingDependency, UnsupportedRoute
 from edgekit.fsutil import log_tail, quiet_native_output
 from edgekit.loaders.keras_loader import import_tf
@@ -20,19 +21,8 @@ def to_tflite(job: ConvertJob) -> dict[str, Any]:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(job.source.path))
     else:
         converter = tf.lite.TFLiteConverter.from_keras_model(runner.model)
-    job.target.write_bytes(run_converter(converter))
+    job.target.write_bytes(run_converter(converter.convert))
     return {"converter": f"tf.lite.TFLiteConverter (tensorflow {tf.__version__})"}
-
-
-def run_converter(converter: Any) -> bytes:
-    """Run a configured TFLite converter quietly; UnsupportedRoute with the log's tail on failure."""
-    with quiet_native_output() as log:
-        try:
-            return converter.convert()
-        except Exception as exc:
-            raise UnsupportedRoute(
-                f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
-            ) from exc
 
 
 def to_onnx(job: ConvertJob) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import numpy as np
 from edgekit.artifact import TensorSpec
 from edgekit.convert.onnx_names import tf_scope
 from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value
+from edgekit.convert.tflite_converter import run_converter
 from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute
-from edgekit.fsutil import log_tail, quiet_native_output
 from edgekit.loaders.keras_loader import import_tf
 
 
@@ -121,20 +121,12 @@ def _as_tensor(tf: Any, value: Value) -> Any:
     return tf.constant(data.astype(np.float32) if data.dtype == np.float64 else data) if value.const else data
 
 
-def concrete_to_tflite(function: tuple[Any, Any], configure: Any = None) -> bytes:
-    """Run the TFLite converter on (concrete function, module); `configure(converter)` may set quantization."""
+def concrete_to_tflite(function: tuple[Any, Any]) -> bytes:
+    """Run the TFLite converter (fp32) on (concrete function, owning module)."""
     tf = import_tf()
     concrete, module = function
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-    if configure is not None:
-        configure(converter)
-    with quiet_native_output() as log:
-        try:
-            return converter.convert()
-        except Exception as exc:
-            raise UnsupportedRoute(
-                f"the TFLite converter failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
-            ) from exc
+    return run_converter(converter.convert)
 
 
 def onnx_to_tflite(

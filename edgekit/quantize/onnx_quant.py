@@ -132,6 +132,7 @@ def quantize_onnx(
             reduce_range=cpu.reduce_range,
             calibrate_method=methods[method],
             nodes_to_exclude=exclude or [],
+            op_types_to_quantize=QUANTIZED_OPS,
         )
 
 

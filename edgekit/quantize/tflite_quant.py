@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import UnsupportedRoute
-from edgekit.fsutil import log_tail, quiet_native_output
+from edgekit.convert.tflite_converter import run_converter
+from edgekit.fsutil import quiet_native_output
 from edgekit.loaders.keras_loader import import_tf
 from edgekit.quantize.common import LayerDrift
 
@@ -44,19 +44,17 @@ def quantize_tflite(
     """A quantized TFLite flatbuffer; `exclude` names tensors whose ops stay in float."""
     tf = import_tf()
     converter = configure(make_converter(), scheme, dataset, io_dtype, allow_float=bool(exclude))
-    with quiet_native_output() as log:
-        try:
-            if not exclude:
-                return converter.convert()
-            options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(exclude))
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=dataset, debug_options=options
-            )
-            return debugger.get_nondebug_quantized_model()
-        except Exception as exc:
-            raise UnsupportedRoute(
-                f"TFLite quantization failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
-            ) from exc
+    if not exclude:
+        return run_converter(converter.convert, "TFLite quantization")
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(exclude))
+
+    def convert_with_float_layers() -> bytes:
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=dataset, debug_options=options
+        )
+        return debugger.get_nondebug_quantized_model()
+
+    return run_converter(convert_with_float_layers, "TFLite quantization")
 
 
 def layer_drift(

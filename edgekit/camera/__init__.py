@@ -1,0 +1,1 @@
+"""The live classifier: frame sources, the pipelined capture -> infer -> overlay loop, overlays."""

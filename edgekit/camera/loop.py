@@ -1,0 +1,276 @@
+"""The live classifier loop, pipelined in three stages that overlap:
+
+  capture + preprocess (thread)  ->  inference (caller's thread)  ->  overlay, record, report (thread)
+
+Live sources keep only the newest frame (no stale-frame latency build-up; older ones count as
+dropped); files deliver every frame unless `realtime`. A live source that fails is reopened with
+back-off; Ctrl-C, SIGTERM or the frame/time limit end the loop cleanly with a finished recording.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifact import Preprocessing
+from edgekit.camera.sources import FrameSource, SourceLost, backoff_delays
+from edgekit.classify import Prediction, to_probabilities, top_k
+from edgekit.errors import DeviceUnavailable
+from edgekit.preprocess import image_to_tensor
+from edgekit.runtimes import Runner
+
+STAGES = ("capture", "preprocess", "inference", "draw")
+_END = object()
+
+
+@dataclasses.dataclass
+class LoopOptions:
+    """How the loop runs."""
+
+    top_k: int = 3
+    threshold: float = 0.0  # predictions below this probability are not reported
+    max_frames: int | None = None
+    duration: float | None = None
+    realtime: bool = False  # drop frames of files too, as a live camera would
+    record: Path | None = None
+    draw: bool = False  # overlays are drawn when recording or displaying
+    reconnect_delay: float = 0.5
+    max_reconnects: int | None = None  # None: keep trying
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """One classified frame."""
+
+    index: int
+    timestamp: float
+    top: list[Prediction]
+    latency_ms: float  # capture to result
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON line of --headless."""
+        return {
+            "frame": self.index,
+            "timestamp": round(self.timestamp, 6),
+            "latency_ms": round(self.latency_ms, 3),
+            "top": [dataclasses.asdict(p) for p in self.top],
+        }
+
+
+@dataclasses.dataclass
+class LoopSummary:
+    """Printed at exit."""
+
+    frames: int
+    seconds: float
+    dropped: int
+    reconnects: int
+    stage_ms: dict[str, dict[str, float]]  # stage -> {p50, p99}
+    latency_ms: dict[str, float]
+    recording: str | None
+    stopped_by: str
+
+    @property
+    def fps(self) -> float:
+        """Frames per second over the whole run."""
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+@dataclasses.dataclass
+class _Item:
+    index: int
+    captured: float
+    frame: np.ndarray
+    tensor: np.ndarray
+    capture_ms: float
+    preprocess_ms: float
+
+
+class ClassifierLoop:
+    """Runs a model over a frame source; call `run(on_result)`; `stop()` may be called from any thread."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        prep: Preprocessing,
+        labels: list[str] | None,
+        source: FrameSource,
+        options: LoopOptions,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.runner, self.prep, self.labels, self.source, self.options, self.log = (
+            runner,
+            prep,
+            labels,
+            source,
+            options,
+            log,
+        )
+        self._stop = threading.Event()
+        self._stopped_by = "end of source"
+        self._slot: queue.Queue[Any] = queue.Queue(maxsize=1 if source.live or options.realtime else 4)
+        self._out: queue.Queue[Any] = queue.Queue(maxsize=8)
+        self.dropped = self.reconnects = 0
+        self.times: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        self.latencies: list[float] = []
+        self._error: BaseException | None = None
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask the loop to finish (signal handlers call this)."""
+        self._stopped_by = reason
+        self._stop.set()
+
+    def run(self, on_result: Callable[[FrameResult, np.ndarray | None], None]) -> LoopSummary:
+        """Classify frames until the source ends or a limit or stop() is reached."""
+        producer = threading.Thread(target=self._produce, name="edgekit-capture", daemon=True)
+        consumer = threading.Thread(target=self._consume, args=(on_result,), name="edgekit-output", daemon=True)
+        started = time.perf_counter()
+        producer.start()
+        consumer.start()
+        try:
+            self._infer(started)
+        finally:
+            self._stop.set()
+            self._out.put(_END)
+            consumer.join()
+            producer.join(timeout=5)
+            self.source.close()
+        if self._error is not None:
+            raise self._error
+        return self._summary(time.perf_counter() - started)
+
+    def _produce(self) -> None:
+        delays = backoff_delays(self.options.reconnect_delay)
+        index = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    index = self._capture_frames(index)
+                    break  # the source ended
+                except SourceLost as lost:
+                    self._reconnect(lost, next(delays))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            self._error = exc
+        finally:
+            self._put(_END, block=True)
+
+    def _capture_frames(self, index: int) -> int:
+        spec = self.runner.inputs()[0]
+        tick = time.perf_counter()
+        for frame in self.source.frames():
+            captured = time.perf_counter()
+            rgb = frame[:, :, ::-1]
+            tensor = image_to_tensor(rgb, self.prep, spec)
+            done = time.perf_counter()
+            self._put(
+                _Item(index, captured, frame, tensor, (captured - tick) * 1e3, (done - captured) * 1e3),
+                block=not (self.source.live or self.options.realtime),
+            )
+            index += 1
+            if self._stop.is_set():
+                break
+            tick = time.perf_counter()
+        return index
+
+    def _reconnect(self, lost: SourceLost, delay: float) -> None:
+        limit = self.options.max_reconnects
+        if limit is not None and self.reconnects >= limit:
+            raise DeviceUnavailable(
+                f"{lost}; gave up after {self.reconnects} reconnects", fix="check the camera or stream"
+            )
+        self.reconnects += 1
+        self.log(f"{lost}; reconnecting in {delay:g}s (attempt {self.reconnects})")
+        if self._stop.wait(delay):
+            return
+        try:
+            self.source.reopen()
+        except Exception as exc:  # noqa: BLE001 - still gone: the next round backs off further
+            self.log(f"reconnect failed: {exc}")
+
+    def _put(self, item: Any, block: bool) -> None:
+        """Files wait for room (every frame counts); live sources replace the frame not yet taken."""
+        while True:
+            try:
+                self._slot.put(item, block=block, timeout=0.1 if block else None)
+                return
+            except queue.Full:
+                stopping = self._stop.is_set()
+                if stopping and item is not _END:
+                    return
+                if stopping or not block:  # nobody will take the stale frame: make room
+                    try:
+                        self._slot.get_nowait()
+                        self.dropped += 0 if stopping else 1
+                    except queue.Empty:
+                        pass
+
+    def _infer(self, started: float) -> None:
+        options, frames = self.options, 0
+        while not self._stop.is_set():
+            try:
+                item = self._slot.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            begin = time.perf_counter()
+            scores = self.runner.infer([item.tensor])[0]
+            probabilities = to_probabilities(scores)
+            done = time.perf_counter()
+            top = [p for p in top_k(probabilities, options.top_k, self.labels) if p.probability >= options.threshold]
+            self.times["capture"].append(item.capture_ms)
+            self.times["preprocess"].append(item.preprocess_ms)
+            self.times["inference"].append((done - begin) * 1e3)
+            self._out.put((item, FrameResult(item.index, item.captured, top, (done - item.captured) * 1e3)))
+            frames += 1
+            if options.max_frames is not None and frames >= options.max_frames:
+                self.stop("frame limit")
+            elif options.duration is not None and time.perf_counter() - started >= options.duration:
+                self.stop("time limit")
+
+    def _consume(self, on_result: Callable[[FrameResult, np.ndarray | None], None]) -> None:
+        from edgekit.camera.overlay import draw_overlay
+
+        recent: list[float] = []
+        while True:
+            entry = self._out.get()
+            if entry is _END:
+                return
+            item, result = entry
+            begin = time.perf_counter()
+            recent = [*recent[-29:], begin]
+            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
+            frame = draw_overlay(item.frame, result.top, fps, result.latency_ms) if self.options.draw else None
+            try:
+                on_result(result, frame)
+            except BaseException as exc:  # noqa: BLE001 - e.g. a broken pipe on stdout: stop, report
+                self._error = exc
+                self.stop("output error")
+            self.times["draw"].append((time.perf_counter() - begin) * 1e3)
+            self.latencies.append(result.latency_ms)
+
+    def _summary(self, seconds: float) -> LoopSummary:
+        def percentiles(values: list[float]) -> dict[str, float]:
+            return (
+                {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+                if values
+                else {"p50": 0.0, "p99": 0.0}
+            )
+
+        return LoopSummary(
+            frames=len(self.latencies),
+            seconds=seconds,
+            dropped=self.dropped,
+            reconnects=self.reconnects,
+            stage_ms={stage: percentiles(values) for stage, values in self.times.items()},
+            latency_ms=percentiles(self.latencies),
+            recording=str(self.options.record) if self.options.record else None,
+            stopped_by=self._stopped_by,
+        )

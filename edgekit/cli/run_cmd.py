@@ -1,0 +1,85 @@
+"""`edgekit run MODEL --source SRC`: the live camera-loop classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekit.cli.options import model_argument, preprocessing_options
+
+
+@click.command("run")
+@model_argument
+@click.option(
+    "--source",
+    required=True,
+    help="Camera index (0), /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, video, folder or image.",
+)
+@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, help="Hide predictions below this probability.")
+@click.option("--headless", is_flag=True, help="No window: one JSON line per frame on stdout.")
+@click.option("--display", is_flag=True, help="Show a window with the overlay (needs a screen and OpenCV GUI).")
+@click.option("--record", type=click.Path(path_type=Path), help="Write the annotated video (.mp4 or .avi).")
+@click.option("--max-frames", type=click.IntRange(1), help="Stop after this many frames.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
+@click.option("--realtime", is_flag=True, help="Drop frames of files as a live camera would.")
+@click.option("--loop", "loop_file", is_flag=True, help="Restart a video file or folder at its end.")
+@click.option("--width", type=int, help="Camera width.")
+@click.option("--height", type=int, help="Camera height.")
+@click.option("--fps", type=float, help="Camera frame rate.")
+@click.option("--fourcc", help="Camera pixel format, e.g. MJPG or YUYV.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Inference threads.")
+@preprocessing_options
+def run_command(
+    model: Path,
+    source: str,
+    headless: bool,
+    display: bool,
+    threads: int | None,
+    labels_file: Path | None,
+    preprocess: Any,
+    width: int | None,
+    height: int | None,
+    fps: float | None,
+    fourcc: str | None,
+    loop_file: bool,
+    **options: Any,
+) -> None:
+    """Classify live frames from SOURCE with MODEL, using its stored preprocessing and labels."""
+    import json
+    import signal
+    import sys
+
+    from edgekit.camera.loop import LoopOptions
+    from edgekit.camera.run import display_available, run_classifier
+    from edgekit.camera.sources import CaptureSettings
+    from edgekit.convert.api import read_labels
+    from edgekit.report import print_loop_summary, progress_printer
+
+    show = display or (not headless and display_available())
+    emit = (lambda r: print(json.dumps(r.to_dict()), flush=True)) if not show else (lambda r: None)
+
+    def wire_signals(loop: Any) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: loop.stop("interrupted"))
+
+    try:
+        summary = run_classifier(
+            model,
+            source,
+            LoopOptions(**options),
+            emit,
+            capture=CaptureSettings(width, height, fps, fourcc, loop_file),
+            display=show,
+            threads=threads,
+            preprocess=preprocess,
+            labels=read_labels(labels_file),
+            log=progress_printer(),
+            on_loop=wire_signals,
+        )
+    except BrokenPipeError:
+        sys.stderr.close()  # stdout reader went away (e.g. `| head`): nothing left to say
+        return
+    print_loop_summary(summary)

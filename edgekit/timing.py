@@ -1,4 +1,4 @@
-"""Side-by-side latency: runners timed in interleaved rounds, so drift in machine load hits all alike."""
+"""Side-by-side latency: models timed in alternating turns, so drift in machine load hits all alike."""
 
 from __future__ import annotations
 
@@ -6,24 +6,6 @@ import time
 from typing import Any
 
 import numpy as np
-
-from edgekit.runtimes import Runner
-
-
-def interleaved_p50(
-    runners: list[Runner], feeds: list[list[np.ndarray]], runs: int = 50, warmup: int = 10
-) -> list[float]:
-    """Median latency in milliseconds of each runner on its own feed, measured in alternating rounds."""
-    for runner, feed in zip(runners, feeds):
-        for _ in range(warmup):
-            runner.infer(feed)
-    samples: list[list[float]] = [[] for _ in runners]
-    for _ in range(runs):
-        for index, (runner, feed) in enumerate(zip(runners, feeds)):
-            started = time.perf_counter()
-            runner.infer(feed)
-            samples[index].append(time.perf_counter() - started)
-    return [float(np.median(s) * 1e3) for s in samples]
 
 
 def alternating_p50(

@@ -131,8 +131,8 @@ def default_target(fmt: Format) -> Format:
 def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = lambda _: None) -> QuantizeReport:
     """Quantize `source`; write the result only if it meets the drift budget (when one is set)."""
     artifact = read_artifact(source)
-    target = options.target or default_target(artifact.format)
-    default_target(artifact.format)  # refuses TFLite sources even with an explicit --format
+    default = default_target(artifact.format)  # also refuses .tflite sources, whatever --format says
+    target = options.target or default
     prep = resolve_preprocessing(artifact.preprocessing, options.preprocess)
     if prep is None:
         raise BadInput(f"{source} has no stored preprocessing", fix="pass --preset imagenet|mobilenet|unit")

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert bench-quantize bench-run clean
+.PHONY: setup demo test lint bench-convert bench-quantize bench-run bench-overhead clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,6 @@ bench-quantize: setup
 
 bench-run: setup
 	$(PY) benchmarks/run_loop.py
+
+bench-overhead: setup
+	$(PY) benchmarks/bench_overhead.py

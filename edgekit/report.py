@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -226,3 +227,62 @@ def print_loop_summary(summary: Any) -> None:
     _err.print(table)
     extra = f"dropped frames: {summary.dropped}, reconnects: {summary.reconnects}"
     _err.print(extra + (f", recording: {summary.recording}" if summary.recording else ""))
+
+
+def print_bench(results: list[Any]) -> None:
+    """Side-by-side benchmark table with speed against the first model, and where each ran."""
+    base = results[0]
+    table = Table(title=f"edgekit bench on {base.device} ({base.host['cpu']}, {base.host['cores']} cores)")
+    for column in ("model", "size", "load", "first", "p50", "p90", "p99", "FPS", "peak RSS", "vs first"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in results:
+        name = f"{Path(r.model).name} ({r.precision})" if r.precision else Path(r.model).name
+        table.add_row(
+            name,
+            human_bytes(r.size_bytes),
+            f"{r.load_ms:.0f} ms",
+            f"{r.first_ms:.1f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p90_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.throughput_fps:.1f}",
+            f"{r.peak_rss_mb:.0f} MB",
+            f"{base.p50_ms / r.p50_ms:.2f}x",
+        )
+    _out.print(table)
+    for r in results:
+        _out.print(f"{Path(r.model).name}: {r.runtime}, {r.runs} runs (std {r.std_ms:.2f} ms)")
+    _out.print(f"times in ms; threads {base.threads or 'all'}; each model measured in a fresh process")
+
+
+def write_bench_csv(path: Path, results: list[Any]) -> None:
+    """The benchmark rows as CSV (host facts as JSON in one column), written atomically."""
+    import csv
+    import dataclasses
+    import io
+
+    from edgekit.fsutil import write_bytes_atomic
+
+    buffer = io.StringIO()
+    rows = [dataclasses.asdict(r) for r in results]
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "host": json.dumps(row["host"])})
+    write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def print_devices(profiles: dict[str, Any], host: dict[str, Any]) -> None:
+    """Profiles and host facts."""
+    table = Table(title="device profiles")
+    for column in ("name", "runtime", "delegates / providers", "threads", "constraints", "description"):
+        table.add_column(column)
+    for p in profiles.values():
+        accel = ", ".join(p.delegates if p.runtime == "tflite" else [*p.delegates, *p.providers])
+        constraints = ", ".join(f"{k}={v}" for k, v in p.constraints.items())
+        table.add_row(p.name, p.runtime, accel, str(p.threads or "all"), constraints, p.description)
+    _out.print(table)
+    facts = Table(title="this host", show_header=False)
+    for key, value in host.items():
+        facts.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    _out.print(facts)

@@ -71,6 +71,15 @@ def test_inspect_and_classify_on_the_device_install(
     assert top["index"] == 285 and top["label"] == "Egyptian cat"
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_bench_on_the_device_install(pi_venv: Path, converted: dict[str, Path], fmt: str) -> None:
+    done = _run(pi_venv, pi_venv / "bin" / "edgekit", "bench", converted[fmt], "--runs", "10", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)[0]
+    assert result["p50_ms"] > 0 and result["load_ms"] > 0 and result["first_ms"] > 0
+    assert "torch" not in result["host"]["runtimes"] and "tensorflow" not in result["host"]["runtimes"]
+
+
 def test_device_install_says_what_is_missing(pi_venv: Path, tmp_path: Path) -> None:
     import torch
 

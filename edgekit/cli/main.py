@@ -17,6 +17,8 @@ COMMANDS = {
     "validate": ("edgekit.cli.validate_cmd:validate_command", "Measure drift of a model against its reference."),
     "classify": ("edgekit.cli.classify_cmd:classify_command", "Classify photos with a model (top-k labels)."),
     "run": ("edgekit.cli.run_cmd:run_command", "Classify live camera/video frames (the camera loop)."),
+    "bench": ("edgekit.cli.bench_cmd:bench_command", "Measure latency and memory on a device, side by side."),
+    "devices": ("edgekit.cli.devices_cmd:devices_command", "List device profiles and what this host has."),
     "fetch": ("edgekit.cli.fetch_cmd:fetch_command", "Fetch the real example models and sample photos."),
 }
 

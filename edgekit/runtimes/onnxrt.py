@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.artifact import TensorSpec
-from edgekit.errors import BadInput, MissingDependency
+from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency
 from edgekit.preprocess import guess_layout
 from edgekit.runtimes import Runner
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
+    from edgekit.devices import DeviceProfile
     from edgekit.loaders import LoadOptions
 
 _DTYPES = {
@@ -29,7 +30,16 @@ _DTYPES = {
 class OnnxRunner(Runner):
     """An onnxruntime InferenceSession on the CPU provider."""
 
-    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions, spin: bool = True) -> None:
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        *,
+        threads: int | None,
+        load: LoadOptions,
+        spin: bool = True,
+        device: DeviceProfile | None = None,
+        allow_fallback: bool = False,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -42,8 +52,10 @@ class OnnxRunner(Runner):
             options.intra_op_num_threads = threads
         if not spin:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.fallback: str | None = None
+        providers = self._providers(device, allow_fallback)
         try:
-            self._session = ort.InferenceSession(str(artifact.path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(artifact.path), options, providers=providers)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise BadInput(
@@ -52,6 +64,28 @@ class OnnxRunner(Runner):
         stored = {s.name: s for s in artifact.inputs}
         self._inputs = [self._spec(i, stored.get(i.name)) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o, None) for o in self._session.get_outputs()]
+
+    def _providers(self, device: DeviceProfile | None, allow_fallback: bool) -> list[str]:
+        """The device's execution providers that exist here, CPU last; a missing one is an error
+        unless allow_fallback (onnxruntime itself would fall back silently)."""
+        wanted = list(device.providers) if device else ["CPUExecutionProvider"]
+        available = self._ort.get_available_providers()
+        missing = [p for p in wanted if p not in available]
+        if missing and not allow_fallback:
+            raise DeviceUnavailable(
+                f"onnxruntime {self._ort.__version__} here has no {', '.join(missing)} (it has {', '.join(available)})",
+                fix=(
+                    device.install.rstrip(".")
+                    if device and device.install
+                    else "install the matching onnxruntime build"
+                )
+                + "; or pass --allow-fallback to run on the CPU and say so",
+            )
+        if missing:
+            ran = ", ".join(p for p in wanted if p in available) or "the CPU"
+            self.fallback = f"{', '.join(missing)} unavailable, ran on {ran}"
+        chosen = [p for p in wanted if p in available]
+        return [*chosen, "CPUExecutionProvider"] if "CPUExecutionProvider" not in chosen else chosen
 
     @staticmethod
     def _spec(node, stored: TensorSpec | None) -> TensorSpec:
@@ -74,4 +108,5 @@ class OnnxRunner(Runner):
 
     def describe(self) -> str:
         """e.g. 'onnxruntime 1.31.1 (CPUExecutionProvider)'."""
-        return f"onnxruntime {self._ort.__version__} ({', '.join(self._session.get_providers())})"
+        ran = f"onnxruntime {self._ort.__version__} ({', '.join(self._session.get_providers())})"
+        return ran + (f" [fallback: {self.fallback}]" if self.fallback else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
 from typing import TYPE_CHECKING, Any
@@ -9,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.artifact import TensorSpec
-from edgekit.errors import BadInput, MissingDependency
+from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency
 from edgekit.fsutil import quiet_native_output
 from edgekit.preprocess import guess_layout
 from edgekit.runtimes import Runner, dequantize, quantize
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
+    from edgekit.devices import DeviceProfile
     from edgekit.loaders import LoadOptions
 
 # Tried in order; the first that imports is used and named in describe().
@@ -46,16 +48,64 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+# The Edge TPU runtime's library name on each platform (pycoral's utils/edgetpu.py uses the same).
+EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+
+def load_delegate(package: str, name: str, device: DeviceProfile | None) -> Any:
+    """Load a TFLite delegate by name; DeviceUnavailable saying what to install when it is absent."""
+    import platform
+
+    if name == "edgetpu":
+        library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+    elif name == "gpu":
+        library = (device.host.get("gpu_delegate") if device else None) or ""
+        if not library:
+            raise DeviceUnavailable(
+                "no TFLite GPU delegate library given (the Python wheels ship none)",
+                fix="build libtensorflowlite_gpu_delegate.so and set host.gpu_delegate in the profile",
+            )
+    else:
+        raise DeviceUnavailable(f"unknown TFLite delegate {name!r}", fix="use xnnpack, edgetpu or gpu")
+    module = importlib.import_module(
+        "tensorflow.lite.experimental" if package == "tensorflow" else dict(INTERPRETERS)[package]
+    )
+    try:
+        ctypes.CDLL(library)  # probe first: a failed load_delegate leaves a half-built Delegate that prints on exit
+        return module.load_delegate(library)
+    except (OSError, ValueError, RuntimeError) as exc:
+        install = (
+            device.install.rstrip(".") if device and device.install else f"install the library providing {library}"
+        )
+        raise DeviceUnavailable(
+            f"the {name} delegate cannot be loaded: {library} ({str(exc).splitlines()[0][:150]})",
+            fix=f"{install}; or pass --allow-fallback to run on the CPU and say so",
+        ) from exc
+
+
 class TFLiteRunner(Runner):
     """A TFLite Interpreter (XNNPACK is the default CPU delegate in ai-edge-litert)."""
 
-    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions, spin: bool = True) -> None:
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        *,
+        threads: int | None,
+        load: LoadOptions,
+        spin: bool = True,
+        device: DeviceProfile | None = None,
+        allow_fallback: bool = False,
+    ) -> None:
         self._package, interpreter_class, self._version = find_interpreter()
+        self.fallback: str | None = None
+        delegates = self._delegates(device, allow_fallback)
         try:
             with quiet_native_output():  # the runtime announces its XNNPACK delegate on stderr
                 # The interpreter defaults to one thread; use every core, as onnxruntime does.
                 self._interpreter = interpreter_class(
-                    model_path=str(artifact.path), num_threads=threads or os.cpu_count()
+                    model_path=str(artifact.path),
+                    num_threads=threads or os.cpu_count(),
+                    experimental_delegates=delegates or None,
                 )
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
@@ -68,6 +118,21 @@ class TFLiteRunner(Runner):
         self._out_details = self._interpreter.get_output_details()
         self._inputs = [self._spec(d, stored.get(d["name"])) for d in self._in_details]
         self._outputs = [self._spec(d, None) for d in self._out_details]
+
+    def _delegates(self, device: DeviceProfile | None, allow_fallback: bool) -> list[Any]:
+        """Load the device's non-default delegates (edgetpu, gpu); XNNPACK is built in."""
+        loaded, self._delegate_names = [], []
+        for name in device.delegates if device else []:
+            if name == "xnnpack":
+                continue
+            try:
+                loaded.append(load_delegate(self._package, name, device))
+                self._delegate_names.append(name)
+            except DeviceUnavailable:
+                if not allow_fallback:
+                    raise
+                self.fallback = f"{name} unavailable, ran on the CPU"
+        return loaded
 
     @staticmethod
     def _spec(detail: dict[str, Any], stored: TensorSpec | None) -> TensorSpec:
@@ -111,7 +176,11 @@ class TFLiteRunner(Runner):
     def describe(self) -> str:
         """e.g. 'ai-edge-litert 2.3.0 (XNNPACK)'."""
         delegate = "XNNPACK" if self._package != "tensorflow" else "built-in kernels"
-        return f"{self._package} {self._version} ({delegate})"
+        if self._delegate_names:
+            delegate = " + ".join(self._delegate_names)
+        return f"{self._package} {self._version} ({delegate})" + (
+            f" [fallback: {self.fallback}]" if self.fallback else ""
+        )
 
     def ops(self) -> list[dict[str, Any]]:
         """Operator details (name, input/output tensor indices); empty if the runtime hides them."""

@@ -15,6 +15,7 @@ from edgekit.runtimes import Runner
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
+    from edgekit.devices import DeviceProfile
     from edgekit.loaders import LoadOptions
 
 
@@ -35,7 +36,16 @@ def torch_input_shape(artifact: ModelArtifact, load: LoadOptions) -> list[int]:
 class TorchRunner(Runner):
     """A torch module in eval mode under inference_mode, on the CPU."""
 
-    def __init__(self, artifact: ModelArtifact, *, threads: int | None, load: LoadOptions, spin: bool = True) -> None:
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        *,
+        threads: int | None,
+        load: LoadOptions,
+        spin: bool = True,
+        device: DeviceProfile | None = None,  # source frameworks run on the CPU; open_runner checks the device
+        allow_fallback: bool = False,
+    ) -> None:
         self._torch = import_torch()
         if threads:
             self._torch.set_num_threads(threads)

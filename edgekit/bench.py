@@ -1,0 +1,164 @@
+"""`edgekit bench`: latency and memory of models on a device, each model in a fresh process.
+
+Several onnxruntime sessions in one process slow each other through spinning threads, so every
+model is measured by a separate worker (`python -m edgekit.bench`), which prints one JSON result.
+Warm-up runs, then at least `runs` timed runs (and at least `duration` seconds when given);
+p50/p90/p99/mean/std, throughput, load time, first inference, peak RSS, with the host facts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+
+@dataclasses.dataclass
+class BenchSettings:
+    """How to measure."""
+
+    device: str = "cpu"
+    threads: int | None = None
+    runs: int = 100
+    warmup: int = 10
+    duration: float | None = None
+    allow_fallback: bool = False
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """One model's numbers, never separated from where they were measured."""
+
+    model: str
+    format: str
+    precision: str | None
+    size_bytes: int
+    runtime: str
+    device: str
+    threads: int | None
+    load_ms: float
+    first_ms: float
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    throughput_fps: float
+    peak_rss_mb: float
+    host: dict[str, Any]
+
+
+def measure(model: Path, settings: BenchSettings) -> BenchResult:
+    """Measure one model in this process (the worker's job)."""
+    from edgekit.artifact import read_artifact
+    from edgekit.devices import host_facts, load_profile
+    from edgekit.runtimes import open_runner
+
+    profile = load_profile(settings.device)
+    artifact = read_artifact(model)
+    threads = settings.threads or profile.threads
+    started = time.perf_counter()
+    runner = open_runner(artifact, threads=threads, device=profile, allow_fallback=settings.allow_fallback)
+    load_ms = (time.perf_counter() - started) * 1e3
+    feeds = [_random_input(spec) for spec in runner.inputs()]
+    started = time.perf_counter()
+    runner.infer(feeds)
+    first_ms = (time.perf_counter() - started) * 1e3
+    for _ in range(settings.warmup):
+        runner.infer(feeds)
+    times = _timed_runs(runner, feeds, settings)
+    size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) if model.is_dir() else model.stat().st_size
+    result = BenchResult(
+        model=str(model),
+        format=artifact.format.value,
+        precision=artifact.precision,
+        size_bytes=size,
+        runtime=runner.describe(),
+        device=profile.name,
+        threads=threads,
+        load_ms=load_ms,
+        first_ms=first_ms,
+        runs=len(times),
+        p50_ms=float(np.percentile(times, 50)),
+        p90_ms=float(np.percentile(times, 90)),
+        p99_ms=float(np.percentile(times, 99)),
+        mean_ms=float(np.mean(times)),
+        std_ms=float(np.std(times)),
+        throughput_fps=1000 / float(np.mean(times)),
+        peak_rss_mb=_peak_rss_mb(),
+        host=host_facts(),
+    )
+    runner.close()
+    return result
+
+
+def _timed_runs(runner: Any, feeds: list[np.ndarray], settings: BenchSettings) -> list[float]:
+    times: list[float] = []
+    deadline = time.perf_counter() + (settings.duration or 0)
+    while len(times) < settings.runs or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        runner.infer(feeds)
+        times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+def _random_input(spec: Any) -> np.ndarray:
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 1e6  # KiB on Linux, bytes on macOS
+
+
+def bench_models(models: list[Path], settings: BenchSettings, progress: Any = lambda _: None) -> list[BenchResult]:
+    """Measure each model in a fresh worker process; errors keep their message and exit code."""
+    results = []
+    for model in models:
+        progress(f"benchmarking {model.name} on {settings.device} ({settings.runs} runs)")
+        command = [
+            sys.executable,
+            "-m",
+            "edgekit.bench",
+            json.dumps({"model": str(model), **dataclasses.asdict(settings)}),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "{}"
+        payload = json.loads(last) if last.startswith("{") else {}
+        if done.returncode != 0 or "error" in payload:
+            error = EdgekitError(payload.get("error") or f"benchmark worker failed: {done.stderr.strip()[-300:]}")
+            error.exit_code = payload.get("exit_code", 70)
+            raise error
+        results.append(BenchResult(**payload))
+    return results
+
+
+def _worker(argument: str) -> int:
+    """Entry point of the worker process: one model, one JSON line on stdout."""
+    from edgekit.fsutil import quiet_native_output
+
+    request = json.loads(argument)
+    model = Path(request.pop("model"))
+    try:
+        with quiet_native_output():
+            result = measure(model, BenchSettings(**request))
+    except EdgekitError as exc:
+        print(json.dumps({"error": exc.line(), "exit_code": exc.exit_code}))
+        return exc.exit_code
+    print(json.dumps(dataclasses.asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1]))

@@ -286,3 +286,38 @@ def print_devices(profiles: dict[str, Any], host: dict[str, Any]) -> None:
     for key, value in host.items():
         facts.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     _out.print(facts)
+
+
+def print_edgetpu(report: Any) -> None:
+    """Edge TPU check: operators grouped by placement, the first fallback, compiler summary."""
+    from collections import Counter
+
+    verdict = (
+        "all ops map to the Edge TPU"
+        if report.fully_mapped
+        else (
+            f"op {report.first_fallback.index} ({report.first_fallback.op}) would fall back to the CPU: "
+            f"{report.first_fallback.reason}; it and the "
+            f"{len(report.ops) - report.first_fallback.index - 1} ops after it would run on the CPU"
+        )
+    )
+    table = Table(
+        title=f"Edge TPU check of {Path(report.model).name}: {report.tpu_ops}/{len(report.ops)} ops on the Edge TPU"
+    )
+    for column in ("op", "count", "placement", "reason"):
+        table.add_column(column)
+    groups = Counter((op.op, op.placement, op.reason) for op in report.ops)
+    for (op, placement, reason), count in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
+        table.add_row(op, str(count), placement, reason)
+    _out.print(table)
+    _out.print(("[green]✓[/green] " if report.fully_mapped else "[yellow]![/yellow] ") + verdict)
+    for note in report.notes:
+        _out.print(f"note: {note}")
+    if report.compiler:
+        compiled = report.compiler
+        _out.print(
+            f"edgetpu_compiler {compiled.get('version')}: {compiled.get('ops_on_edgetpu')}/"
+            f"{compiled.get('total_ops')} ops mapped, {compiled.get('subgraphs')} subgraph(s), on-chip "
+            f"{compiled.get('on_chip_used')} used, off-chip {compiled.get('off_chip_used')}; "
+            f"output {compiled.get('output_path')}"
+        )

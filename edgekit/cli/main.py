@@ -19,6 +19,7 @@ COMMANDS = {
     "run": ("edgekit.cli.run_cmd:run_command", "Classify live camera/video frames (the camera loop)."),
     "bench": ("edgekit.cli.bench_cmd:bench_command", "Measure latency and memory on a device, side by side."),
     "devices": ("edgekit.cli.devices_cmd:devices_command", "List device profiles and what this host has."),
+    "compile": ("edgekit.cli.compile_cmd:compile_command", "Check a model for the Edge TPU and compile it."),
     "fetch": ("edgekit.cli.fetch_cmd:fetch_command", "Fetch the real example models and sample photos."),
 }
 

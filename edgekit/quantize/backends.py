@@ -135,7 +135,7 @@ class TFLiteBackend(Backend):
         if fmt.family is Family.KERAS:
             if fmt is Format.SAVED_MODEL:
                 return lambda: tf.lite.TFLiteConverter.from_saved_model(str(self.source))
-            model = load_keras_model(self.source, fmt)
+            model = _fixed_batch(load_keras_model(self.source, fmt))
             return lambda: tf.lite.TFLiteConverter.from_keras_model(model)
         onnx_path = self.source if fmt is Format.ONNX else self._float_onnx()
         folded = fold_constants(onnx_path, None)
@@ -192,6 +192,15 @@ class TFLiteBackend(Backend):
                 kernels="TFLite int8 (XNNPACK on CPU)",
             )
         return settings
+
+
+def _fixed_batch(model: Any) -> Any:
+    """The Keras model behind inputs of batch 1: the Edge TPU and static-shape delegates refuse a dynamic batch."""
+    import keras
+
+    inputs = [keras.Input(shape=t.shape[1:], batch_size=1, dtype=t.dtype) for t in model.inputs]
+    outputs = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
+    return keras.Model(inputs, outputs)
 
 
 BACKENDS: dict[Format, type[Backend]] = {Format.ONNX: OnnxBackend, Format.TFLITE: TFLiteBackend}

@@ -1,0 +1,36 @@
+"""`edgekit compile MODEL.tflite --target edgetpu`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgekit.cli.options import json_option, model_argument
+
+
+@click.command("compile")
+@model_argument
+@click.option("--target", type=click.Choice(["edgetpu"]), default="edgetpu", show_default=True)
+@click.option(
+    "-o", "--out-dir", type=click.Path(path_type=Path), help="Where the compiled model goes (default: beside MODEL)."
+)
+@json_option
+def compile_command(model: Path, target: str, out_dir: Path | None, as_json: bool) -> None:
+    """Check a full-int8 TFLite model against the Edge TPU's rules (which op would fall back to the
+    CPU, and why), then run edgetpu_compiler when it is installed and summarise its log."""
+    import dataclasses
+
+    from edgekit.edgetpu import check_and_compile
+    from edgekit.fsutil import check_output_dir
+    from edgekit.report import print_edgetpu, print_json
+
+    if out_dir is not None:
+        check_output_dir(out_dir / "x")
+    report = check_and_compile(model, out_dir)
+    if as_json:
+        data = dataclasses.asdict(report)
+        data.update(tpu_ops=report.tpu_ops, fully_mapped=report.fully_mapped)
+        print_json(data)
+    else:
+        print_edgetpu(report)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import DeviceUnavailable, EdgekitError
 
 
 @dataclasses.dataclass
@@ -127,21 +128,74 @@ def bench_models(models: list[Path], settings: BenchSettings, progress: Any = la
     results = []
     for model in models:
         progress(f"benchmarking {model.name} on {settings.device} ({settings.runs} runs)")
-        command = [
-            sys.executable,
-            "-m",
-            "edgekit.bench",
-            json.dumps({"model": str(model), **dataclasses.asdict(settings)}),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "{}"
-        payload = json.loads(last) if last.startswith("{") else {}
-        if done.returncode != 0 or "error" in payload:
-            error = EdgekitError(payload.get("error") or f"benchmark worker failed: {done.stderr.strip()[-300:]}")
-            error.exit_code = payload.get("exit_code", 70)
-            raise error
-        results.append(BenchResult(**payload))
+        request = json.dumps({"model": str(model), **dataclasses.asdict(settings)})
+        results.append(_run_worker([sys.executable, "-m", "edgekit.bench", request]))
     return results
+
+
+@dataclasses.dataclass
+class Remote:
+    """A board reached over SSH (key-based, no password prompt), with edgekit installed there."""
+
+    target: str  # user@host
+    python: str = "python3"  # the board's Python that has edgekit[pi]
+    ssh_options: list[str] = dataclasses.field(default_factory=list)  # e.g. ["Port=2222", "IdentityFile=~/.ssh/pi"]
+
+    def ssh_args(self) -> list[str]:
+        """Options shared by ssh and scp."""
+        options = ["BatchMode=yes", "ConnectTimeout=10", *self.ssh_options]
+        return [arg for option in options for arg in ("-o", option)]
+
+
+def bench_remote(
+    models: list[Path], settings: BenchSettings, remote: Remote, progress: Any = lambda _: None
+) -> list[BenchResult]:
+    """Copy each model (and its sidecar) to the board, run the same worker there, bring the JSON back."""
+    workdir = _ssh(remote, "mktemp -d /tmp/edgekit-bench-XXXXXX").strip()
+    try:
+        results = []
+        for model in models:
+            progress(f"copying {model.name} to {remote.target}")
+            sidecar = model.with_name(model.name + ".edgekit.json")
+            files = [str(model), *([str(sidecar)] if sidecar.is_file() else [])]
+            _checked(["scp", "-q", *remote.ssh_args(), *files, f"{remote.target}:{workdir}/"], remote)
+            progress(f"benchmarking {model.name} on {remote.target} ({settings.device}, {settings.runs} runs)")
+            request = json.dumps({"model": f"{workdir}/{model.name}", **dataclasses.asdict(settings)})
+            command = f"{shlex.quote(remote.python)} -m edgekit.bench {shlex.quote(request)}"
+            result = _run_worker(["ssh", *remote.ssh_args(), remote.target, command])
+            result.model = f"{remote.target}:{model.name}"
+            results.append(result)
+        return results
+    finally:
+        _ssh(remote, f"rm -rf {shlex.quote(workdir)}", check=False)
+
+
+def _ssh(remote: Remote, command: str, check: bool = True) -> str:
+    return _checked(["ssh", *remote.ssh_args(), remote.target, command], remote, check)
+
+
+def _checked(command: list[str], remote: Remote, check: bool = True) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        detail = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        raise DeviceUnavailable(
+            f"cannot reach {remote.target} over SSH ({detail})",
+            fix=f"check that `ssh {remote.target}` works without a password prompt and that "
+            f'{remote.python} there has edgekit installed (pip install "edgekit[pi]")',
+        )
+    return done.stdout
+
+
+def _run_worker(command: list[str]) -> BenchResult:
+    """Run a worker (here or over SSH) and turn its one JSON line into a result or an error."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "{}"
+    payload = json.loads(last) if last.startswith("{") else {}
+    if done.returncode != 0 or "error" in payload:
+        error = EdgekitError(payload.get("error") or f"benchmark worker failed: {done.stderr.strip()[-300:]}")
+        error.exit_code = payload.get("exit_code", 70)
+        raise error
+    return BenchResult(**payload)
 
 
 def _worker(argument: str) -> int:

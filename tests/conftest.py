@@ -97,3 +97,23 @@ def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def rng() -> np.random.Generator:
     """A seeded generator."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def pi_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with only `pip install edgekit[pi]`: no torch, no TensorFlow."""
+    import subprocess
+    import venv
+
+    folder = tmp_path_factory.mktemp("pi-venv")
+    venv.EnvBuilder(with_pip=True).create(folder)
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [str(folder / "bin" / "python"), "-m", "pip", "install", "-q", f"{repo}[pi]"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"pip install edgekit[pi] failed: {done.stderr[-2000:]}")
+    return folder

@@ -82,6 +82,7 @@ def test_profiles_are_data(tmp_path: Path) -> None:
     assert {"cpu", "rpi4", "rpi5", "coral-usb", "coral-devboard", "jetson-orin-nano", "cuda-gpu"} <= names
     coral = load_profile("coral-usb")
     assert coral.delegates == ["edgetpu"] and coral.constraints["quantization"] == "full-int8"
+    assert all(ref["source"].startswith("https://") and ref["latency_ms"] > 0 for ref in coral.reference)
     custom = tmp_path / "myboard.yaml"
     custom.write_text("name: myboard\nruntime: onnxruntime\nthreads: 2\n")
     assert load_profile(str(custom)).threads == 2

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,6 @@ from edgekit.fetch import fetch_efficientnet_lite0
 from edgekit.formats import Format
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pi_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("pi-venv")
-    venv.EnvBuilder(with_pip=True).create(folder)
-    python = folder / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", f"{REPO}[pi]"], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(f"pip install edgekit[pi] failed: {done.stderr[-2000:]}")
-    return folder
 
 
 @pytest.fixture(scope="module")

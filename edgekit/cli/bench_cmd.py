@@ -21,6 +21,9 @@ from edgekit.cli.options import json_option
 @click.option(
     "--allow-fallback", is_flag=True, help="Run on the CPU when the device's delegate is missing (and say so)."
 )
+@click.option("--remote", help="Run on a board over SSH, e.g. pi@raspberrypi.local (key-based login).")
+@click.option("--remote-python", default="python3", show_default=True, help="The board's Python with edgekit[pi].")
+@click.option("--ssh-option", multiple=True, help="ssh -o option for --remote, e.g. Port=2222 (repeatable).")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Also write the results as CSV.")
 @json_option
 def bench_command(
@@ -31,17 +34,24 @@ def bench_command(
     warmup: int,
     duration: float | None,
     allow_fallback: bool,
+    remote: str | None,
+    remote_python: str,
+    ssh_option: tuple[str, ...],
     csv_path: Path | None,
     as_json: bool,
 ) -> None:
-    """Measure each MODEL on DEVICE in a fresh process; several models print side by side."""
+    """Measure each MODEL on DEVICE in a fresh process (on a board with --remote); several print side by side."""
     import dataclasses
 
-    from edgekit.bench import BenchSettings, bench_models
+    from edgekit.bench import BenchSettings, Remote, bench_models, bench_remote
     from edgekit.report import print_bench, print_json, progress_printer, write_bench_csv
 
     settings = BenchSettings(device, threads, runs, warmup, duration, allow_fallback)
-    results = bench_models(list(models), settings, progress_printer(quiet=as_json))
+    progress = progress_printer(quiet=as_json)
+    if remote:
+        results = bench_remote(list(models), settings, Remote(remote, remote_python, list(ssh_option)), progress)
+    else:
+        results = bench_models(list(models), settings, progress)
     if csv_path:
         write_bench_csv(csv_path, results)
     print_json([dataclasses.asdict(r) for r in results]) if as_json else print_bench(results)

@@ -6,6 +6,7 @@ Only runner modules import a runtime. `open_runner` picks the backend from the f
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,23 @@ if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact, TensorSpec
     from edgekit.devices import DeviceProfile
     from edgekit.loaders import LoadOptions
+
+
+@dataclasses.dataclass
+class RunnerOptions:
+    """How to open a model: threads, source-model loading, spinning, and the device to run on.
+
+    spin=False stops onnxruntime's worker threads from busy-waiting, so that several sessions timed
+    side by side in one process do not slow each other down (measured: 4.8 -> 7.6 ms on 2 cores).
+    `device` asks for its delegates/providers; a missing one raises DeviceUnavailable unless
+    `allow_fallback`, and then `describe()` says what actually ran.
+    """
+
+    threads: int | None = None
+    load: LoadOptions | None = None
+    spin: bool = True
+    device: DeviceProfile | None = None
+    allow_fallback: bool = False
 
 
 class Runner(abc.ABC):
@@ -66,17 +84,9 @@ def open_runner(
     device: DeviceProfile | None = None,
     allow_fallback: bool = False,
 ) -> Runner:
-    """Open `artifact` with the runner for its format family.
-
-    spin=False stops onnxruntime's worker threads from busy-waiting, so that several sessions timed
-    side by side in one process do not slow each other down (measured: 4.8 -> 7.6 ms on 2 cores).
-    `device` asks for its delegates/providers; a missing one raises DeviceUnavailable unless
-    `allow_fallback`, and then `describe()` says what actually ran.
-    """
+    """Open `artifact` with the runner for its format family (options as in RunnerOptions)."""
     from edgekit.loaders import LoadOptions
 
-    module_name, _, class_name = RUNNERS[artifact.format.family].partition(":")
-    runner_class = getattr(importlib.import_module(module_name), class_name)
     if device is not None and device.runtime not in ("any", _RUNTIME_OF[artifact.format.family]):
         from edgekit.errors import UnsupportedRoute
 
@@ -84,9 +94,9 @@ def open_runner(
             f"device {device.name} runs {device.runtime} models, not {artifact.format.value}",
             fix=f"convert or quantize the model to {device.runtime} first",
         )
-    return runner_class(
-        artifact, threads=threads, load=load or LoadOptions(), spin=spin, device=device, allow_fallback=allow_fallback
-    )
+    module_name, _, class_name = RUNNERS[artifact.format.family].partition(":")
+    runner_class = getattr(importlib.import_module(module_name), class_name)
+    return runner_class(artifact, RunnerOptions(threads, load or LoadOptions(), spin, device, allow_fallback))
 
 
 _RUNTIME_OF = {Family.ONNX: "onnxruntime", Family.TFLITE: "tflite", Family.TORCH: "torch", Family.KERAS: "tensorflow"}

@@ -10,27 +10,16 @@ from edgekit.artifact import TensorSpec
 from edgekit.formats import Format
 from edgekit.loaders.keras_loader import import_tf, load_keras_model
 from edgekit.preprocess import guess_layout
-from edgekit.runtimes import Runner
+from edgekit.runtimes import Runner, RunnerOptions
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
-    from edgekit.devices import DeviceProfile
-    from edgekit.loaders import LoadOptions
 
 
 class KerasRunner(Runner):
     """A Keras model called with training=False, or a SavedModel's serving signature."""
 
-    def __init__(
-        self,
-        artifact: ModelArtifact,
-        *,
-        threads: int | None,
-        load: LoadOptions,
-        spin: bool = True,
-        device: DeviceProfile | None = None,  # source frameworks run on the CPU; open_runner checks the device
-        allow_fallback: bool = False,
-    ) -> None:
+    def __init__(self, artifact: ModelArtifact, options: RunnerOptions) -> None:
         self._tf = import_tf()
         self.model = load_keras_model(artifact.path, artifact.format)
         self.is_saved_model = artifact.format is Format.SAVED_MODEL

@@ -9,12 +9,11 @@ import numpy as np
 from edgekit.artifact import TensorSpec
 from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency
 from edgekit.preprocess import guess_layout
-from edgekit.runtimes import Runner
+from edgekit.runtimes import Runner, RunnerOptions
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
     from edgekit.devices import DeviceProfile
-    from edgekit.loaders import LoadOptions
 
 _DTYPES = {
     "tensor(float)": "float32",
@@ -30,16 +29,7 @@ _DTYPES = {
 class OnnxRunner(Runner):
     """An onnxruntime InferenceSession on the CPU provider."""
 
-    def __init__(
-        self,
-        artifact: ModelArtifact,
-        *,
-        threads: int | None,
-        load: LoadOptions,
-        spin: bool = True,
-        device: DeviceProfile | None = None,
-        allow_fallback: bool = False,
-    ) -> None:
+    def __init__(self, artifact: ModelArtifact, settings: RunnerOptions) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -48,12 +38,12 @@ class OnnxRunner(Runner):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spin:
+        if settings.threads:
+            options.intra_op_num_threads = settings.threads
+        if not settings.spin:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.fallback: str | None = None
-        providers = self._providers(device, allow_fallback)
+        providers = self._providers(settings.device, settings.allow_fallback)
         try:
             self._session = ort.InferenceSession(str(artifact.path), options, providers=providers)
         except Exception as exc:

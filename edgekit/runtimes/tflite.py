@@ -13,12 +13,11 @@ from edgekit.artifact import TensorSpec
 from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency
 from edgekit.fsutil import quiet_native_output
 from edgekit.preprocess import guess_layout
-from edgekit.runtimes import Runner, dequantize, quantize
+from edgekit.runtimes import Runner, RunnerOptions, dequantize, quantize
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
     from edgekit.devices import DeviceProfile
-    from edgekit.loaders import LoadOptions
 
 # Tried in order; the first that imports is used and named in describe().
 INTERPRETERS = (
@@ -86,25 +85,16 @@ def load_delegate(package: str, name: str, device: DeviceProfile | None) -> Any:
 class TFLiteRunner(Runner):
     """A TFLite Interpreter (XNNPACK is the default CPU delegate in ai-edge-litert)."""
 
-    def __init__(
-        self,
-        artifact: ModelArtifact,
-        *,
-        threads: int | None,
-        load: LoadOptions,
-        spin: bool = True,
-        device: DeviceProfile | None = None,
-        allow_fallback: bool = False,
-    ) -> None:
+    def __init__(self, artifact: ModelArtifact, options: RunnerOptions) -> None:
         self._package, interpreter_class, self._version = find_interpreter()
         self.fallback: str | None = None
-        delegates = self._delegates(device, allow_fallback)
+        delegates = self._delegates(options.device, options.allow_fallback)
         try:
             with quiet_native_output():  # the runtime announces its XNNPACK delegate on stderr
                 # The interpreter defaults to one thread; use every core, as onnxruntime does.
                 self._interpreter = interpreter_class(
                     model_path=str(artifact.path),
-                    num_threads=threads or os.cpu_count(),
+                    num_threads=options.threads or os.cpu_count(),
                     experimental_delegates=delegates or None,
                 )
                 self._interpreter.allocate_tensors()

@@ -11,11 +11,10 @@ from edgekit.errors import BadInput
 from edgekit.formats import Format
 from edgekit.loaders.torch_loader import exported_program, import_torch, load_torch_model
 from edgekit.preprocess import guess_layout
-from edgekit.runtimes import Runner
+from edgekit.runtimes import Runner, RunnerOptions
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
-    from edgekit.devices import DeviceProfile
     from edgekit.loaders import LoadOptions
 
 
@@ -36,21 +35,12 @@ def torch_input_shape(artifact: ModelArtifact, load: LoadOptions) -> list[int]:
 class TorchRunner(Runner):
     """A torch module in eval mode under inference_mode, on the CPU."""
 
-    def __init__(
-        self,
-        artifact: ModelArtifact,
-        *,
-        threads: int | None,
-        load: LoadOptions,
-        spin: bool = True,
-        device: DeviceProfile | None = None,  # source frameworks run on the CPU; open_runner checks the device
-        allow_fallback: bool = False,
-    ) -> None:
+    def __init__(self, artifact: ModelArtifact, options: RunnerOptions) -> None:
         self._torch = import_torch()
-        if threads:
-            self._torch.set_num_threads(threads)
-        self.model = load_torch_model(artifact.path, artifact.format, load)
-        shape = torch_input_shape(artifact, load)
+        if options.threads:
+            self._torch.set_num_threads(options.threads)
+        self.model = load_torch_model(artifact.path, artifact.format, options.load)
+        shape = torch_input_shape(artifact, options.load)
         layout = artifact.inputs[0].layout if artifact.inputs and artifact.inputs[0].layout else guess_layout(shape)
         self._inputs = [TensorSpec(name="input", shape=list(shape), dtype="float32", layout=layout)]
         try:

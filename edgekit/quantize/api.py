@@ -141,23 +141,21 @@ def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = 
     with tempfile.TemporaryDirectory(prefix="edgekit-quantize-") as tmp:
         work = Path(tmp)
         progress(f"making the float {target.value} reference (checked against {source.name})")
-        reference = _float_reference(source, target, work, options)
+        reference = _float_reference(source, artifact.format, target, work, options)
         backend: Backend = BACKENDS[target](source, reference, work, options, prep)
         val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
-        report = _budget_loop(backend, reference, val, prep, options, progress)
-        report.source, report.warnings = source, warnings + report.warnings
+        report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress)
+        report.warnings = warnings
         if report.passed:
             with atomic_path(output) as partial:
-                shutil.copyfile(report.output, partial)
+                shutil.copyfile(candidate, partial)
                 _write_sidecar(output, partial, target, reference, source, options, report, backend)
             report.output = output
-        else:
-            report.output = None
         return report
 
 
-def _float_reference(source: Path, target: Format, work: Path, options: QuantizeOptions) -> Path:
-    if read_artifact(source).format is target:
+def _float_reference(source: Path, fmt: Format, target: Format, work: Path, options: QuantizeOptions) -> Path:
+    if fmt is target:
         return source
     reference = work / f"float{SUFFIX[target]}"
     convert_model(
@@ -182,12 +180,21 @@ def _validation_source(options: QuantizeOptions, work: Path, labels: list[str] |
 
 
 def _budget_loop(
-    backend: Backend, reference: Path, val: DataSource, prep: Any, options: QuantizeOptions, progress: Progress
-) -> QuantizeReport:
+    source: Path,
+    backend: Backend,
+    reference: Path,
+    val: DataSource,
+    prep: Any,
+    options: QuantizeOptions,
+    progress: Progress,
+) -> tuple[QuantizeReport, Path]:
+    """Quantize and validate until the budget holds or the cap is hit; the report (not yet written,
+    output None) and the last candidate file."""
     float_layers = list(options.keep_float)
     rounds: list[Round] = []
     layers: list[LayerDrift] = []
-    with open_runner(read_artifact(reference), threads=options.threads, load=options.load, spin=False) as ref:
+    ref_artifact = read_artifact(reference)
+    with open_runner(ref_artifact, threads=options.threads, load=options.load, spin=False) as ref:
         while True:
             progress(f"quantizing ({options.scheme}, {len(float_layers)} layers kept in float)")
             candidate = backend.quantize(float_layers)
@@ -217,13 +224,13 @@ def _budget_loop(
     progress("timing float and quantized models in turns")
     sample = next(iter(val))
     float_ms, quant_ms = alternating_p50(
-        [read_artifact(reference), ModelArtifact(candidate, backend.format)],
+        [ref_artifact, ModelArtifact(candidate, backend.format)],
         lambda runner: sample.to_tensor(prep, runner.inputs()[0]),
         threads=options.threads,
     )
-    return QuantizeReport(
-        source=reference,
-        output=candidate,
+    report = QuantizeReport(
+        source=source,
+        output=None,
         target=backend.format.value,
         scheme=options.scheme,
         settings=backend.settings(),
@@ -236,6 +243,7 @@ def _budget_loop(
         layers=layers[:12],
         warnings=[],
     )
+    return report, candidate
 
 
 def _write_sidecar(

@@ -100,7 +100,7 @@ def host_facts() -> dict[str, Any]:
         ("torch", "torch"),
     ):
         if importlib.util.find_spec(module) is not None:
-            facts["runtimes"][package] = _version(package)
+            facts["runtimes"][package] = package_version(package)
     if "onnxruntime" in facts["runtimes"]:
         import onnxruntime
 
@@ -140,7 +140,8 @@ def _find_library(name: str) -> str | None:
     return ctypes.util.find_library(name.removeprefix("lib").split(".so")[0])
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """An installed distribution's version ('tensorflow' also finds tensorflow-cpu), else 'unknown'."""
     from importlib import metadata
 
     for name in (package, f"{package}-cpu"):  # TensorFlow ships as tensorflow or tensorflow-cpu

@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.artifact import ModelArtifact
 from edgekit.errors import UnsupportedRoute
 from edgekit.formats import Format, detect_format
-from edgekit.runtimes import open_runner
+from edgekit.runtimes.tflite import graph_interpreter
 
 # TFLite builtin ops the Edge TPU runs, with the limitation edgekit checks (None: no extra check).
 SUPPORTED_OPS: dict[str, str | None] = {
@@ -114,10 +113,9 @@ def check_model(path: Path) -> EdgeTpuCheck:
             f"{path} is not a TFLite model",
             fix="quantize it first: edgekit quantize MODEL --format tflite --io-dtype uint8 --calib DIR",
         )
-    with open_runner(ModelArtifact(path, Format.TFLITE)) as runner:
-        notes = _io_notes(runner)
-    checks, fallback = _place_ops(_plain_interpreter(path))
-    return EdgeTpuCheck(str(path), checks, fallback, notes)
+    interpreter = graph_interpreter(path)
+    checks, fallback = _place_ops(interpreter)
+    return EdgeTpuCheck(str(path), checks, fallback, _io_notes(interpreter))
 
 
 def _place_ops(interpreter: Any) -> tuple[list[OpCheck], OpCheck | None]:
@@ -141,31 +139,19 @@ def _place_ops(interpreter: Any) -> tuple[list[OpCheck], OpCheck | None]:
     return checks, fallback
 
 
-def _plain_interpreter(path: Path) -> Any:
-    """The model's own operators: an interpreter without XNNPACK, which would replace them by DELEGATE nodes."""
-    from edgekit.runtimes.tflite import find_interpreter
-
-    package, interpreter_class, _ = find_interpreter()
-    options: dict[str, Any] = {}
-    if package != "tensorflow":
-        module = __import__(interpreter_class.__module__, fromlist=["OpResolverType"])
-        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = interpreter_class(model_path=str(path), **options)
-    interpreter.allocate_tensors()
-    return interpreter
-
-
-def _io_notes(runner: Any) -> list[str]:
+def _io_notes(interpreter: Any) -> list[str]:
     notes = []
-    for kind, specs in (("input", runner.inputs()), ("output", runner.outputs())):
-        for spec in specs:
-            if spec.dtype not in ("uint8", "int8"):
+    for kind, details in (("input", interpreter.get_input_details()), ("output", interpreter.get_output_details())):
+        for detail in details:
+            dtype = np.dtype(detail["dtype"]).name
+            if dtype not in ("uint8", "int8"):
                 notes.append(
-                    f"{kind} {spec.name} is {spec.dtype}: a (de)quantize op runs on the CPU; "
+                    f"{kind} {detail['name']} is {dtype}: a (de)quantize op runs on the CPU; "
                     "quantize with --io-dtype uint8 to avoid it"
                 )
-            if spec.shape and spec.shape[0] not in (1, None):
-                notes.append(f"{kind} {spec.name} has batch {spec.shape[0]}: the Edge TPU needs batch 1")
+            batch = int(detail["shape"][0]) if len(detail["shape"]) else 1
+            if batch != 1:
+                notes.append(f"{kind} {detail['name']} has batch {batch}: the Edge TPU needs batch 1")
     return notes
 
 

@@ -21,6 +21,15 @@ class EdgekitError(Exception):
         return f"{self.message}: {self.fix}" if self.fix else self.message
 
 
+def first_line(exc: BaseException, limit: int = 300, from_end: bool = False) -> str:
+    """The first line of an exception's message, cut to `limit` characters (its end with `from_end`,
+    where a library puts the useful part last); the exception's type name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    return lines[0][-limit:] if from_end else lines[0][:limit]
+
+
 class DriftExceeded(EdgekitError):
     """A converted or quantized model differs from its source beyond the allowed budget."""
 

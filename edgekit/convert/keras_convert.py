@@ -6,7 +6,7 @@ from typing import Any
 
 from edgekit.convert.routes import ConvertJob
 from edgekit.convert.tflite_converter import run_converter
-from edgekit.errors import MissingDependency, UnsupportedRoute
+from edgekit.errors import MissingDependency, UnsupportedRoute, first_line
 from edgekit.fsutil import log_tail, quiet_native_output
 from edgekit.loaders.keras_loader import import_tf
 
@@ -45,7 +45,7 @@ def to_onnx(job: ConvertJob) -> dict[str, Any]:
             tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(job.target))
         except Exception as exc:
             raise UnsupportedRoute(
-                f"tf2onnx failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
+                f"tf2onnx failed ({first_line(exc, 200)})", fix=f"converter log: {log_tail(log)}"
             ) from exc
     return {"converter": f"tf2onnx {tf2onnx.__version__}", "opset": opset}
 

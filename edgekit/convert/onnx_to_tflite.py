@@ -17,7 +17,7 @@ from edgekit.artifact import TensorSpec
 from edgekit.convert.onnx_names import tf_scope
 from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value
 from edgekit.convert.tflite_converter import run_converter
-from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute
+from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute, first_line
 from edgekit.loaders.keras_loader import import_tf
 
 
@@ -60,7 +60,7 @@ def fold_constants(source: Path, input_shape: list[int] | None) -> Any:
         try:
             ort.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][-250:]
+            first = first_line(exc, 250, from_end=True)
             raise BadInput(
                 f"onnxruntime cannot load {source} ({first})",
                 fix="re-export it with an opset/IR version this onnxruntime supports",

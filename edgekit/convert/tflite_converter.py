@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edgekit.errors import UnsupportedRoute
+from edgekit.errors import UnsupportedRoute, first_line
 from edgekit.fsutil import log_tail, quiet_native_output
 
 
@@ -15,5 +15,5 @@ def run_converter(convert: Callable[[], bytes], what: str = "the TFLite converte
             return convert()
         except Exception as exc:
             raise UnsupportedRoute(
-                f"{what} failed ({str(exc).splitlines()[0][:200]})", fix=f"converter log: {log_tail(log)}"
+                f"{what} failed ({first_line(exc, 200)})", fix=f"converter log: {log_tail(log)}"
             ) from exc

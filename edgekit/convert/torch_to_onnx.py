@@ -9,7 +9,7 @@ from typing import Any
 
 from edgekit.convert.onnx_to_tflite import onnx_to_tflite
 from edgekit.convert.routes import ConvertJob
-from edgekit.errors import MissingDependency, UnsupportedRoute
+from edgekit.errors import MissingDependency, UnsupportedRoute, first_line
 from edgekit.formats import Format
 from edgekit.fsutil import log_tail, quiet_native_output
 from edgekit.loaders.torch_loader import exported_program, import_torch
@@ -37,7 +37,7 @@ def convert(job: ConvertJob) -> dict[str, Any]:
             raise
         except Exception as exc:
             raise UnsupportedRoute(
-                f"torch.onnx.export failed ({str(exc).strip().splitlines()[0][:200]})",
+                f"torch.onnx.export failed ({first_line(exc, 200)})",
                 fix=f"exporter log: {log_tail(log)}",
             ) from exc
     return {"exporter": exporter, "opset": _opset_of(job.target)}

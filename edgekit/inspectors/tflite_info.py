@@ -11,10 +11,13 @@ import numpy as np
 def inspect_graph(artifact: Any, runner: Any) -> Any:
     """Read parameters, MACs, ops and weight dtypes of a TFLite file."""
     from edgekit.inspectors import GraphFacts
+    from edgekit.runtimes.tflite import graph_interpreter
 
-    ops, tensors = runner.ops(), {t["index"]: t for t in runner.tensors()}
+    interpreter = graph_interpreter(artifact.path)
+    ops = interpreter._get_ops_details()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     produced = {int(i) for op in ops for i in op["outputs"]}
-    graph_inputs = {int(s["index"]) for s in runner._in_details}
+    graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}
     consumed = {int(i) for op in ops for i in op["inputs"] if int(i) >= 0}
     facts = GraphFacts(ops=Counter(op["op_name"] for op in ops))
     for index in consumed - produced - graph_inputs:

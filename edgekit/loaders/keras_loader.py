@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import BadInput, MissingDependency
+from edgekit.errors import BadInput, MissingDependency, first_line
 from edgekit.formats import Format
 
 
@@ -28,7 +28,7 @@ def load_keras_model(path: Path, fmt: Format) -> Any:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:
             raise BadInput(
-                f"{path} could not be loaded as a SavedModel ({_first_line(exc)})", fix="re-export it"
+                f"{path} could not be loaded as a SavedModel ({first_line(exc)})", fix="re-export it"
             ) from exc
         if "serving_default" not in getattr(loaded, "signatures", {}):
             raise BadInput(f"SavedModel {path} has no serving_default signature", fix="export it with a signature")
@@ -38,15 +38,10 @@ def load_keras_model(path: Path, fmt: Format) -> Any:
     try:
         return keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         if "safe_mode" in text or "Lambda" in text:
             raise BadInput(
                 f"{path} contains a Lambda layer with Python code, which safe mode refuses to load",
                 fix="rebuild the model without Lambda layers (or with a registered custom layer)",
             ) from exc
         raise BadInput(f"{path} could not be loaded as a Keras model ({text})", fix="re-save it with Keras 3") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

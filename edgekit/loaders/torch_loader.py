@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import BadInput, MissingDependency
+from edgekit.errors import BadInput, MissingDependency, first_line
 from edgekit.formats import Format
 from edgekit.loaders import LoadOptions
 
@@ -35,7 +35,7 @@ def load_torch_model(path: Path, fmt: Format, options: LoadOptions) -> Any:
         if fmt is Format.TORCHSCRIPT:
             return torch.jit.load(str(path), map_location="cpu").eval()
     except (RuntimeError, ValueError, zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise BadInput(f"{path} could not be loaded as {fmt.value} ({_first_line(exc)})", fix="re-export it") from exc
+        raise BadInput(f"{path} could not be loaded as {fmt.value} ({first_line(exc)})", fix="re-export it") from exc
     return _load_checkpoint(path, options)
 
 
@@ -45,7 +45,7 @@ def exported_program(path: Path):
     try:
         return torch.export.load(str(path))
     except (RuntimeError, ValueError, zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise BadInput(f"{path} could not be loaded as pt2 ({_first_line(exc)})", fix="re-export it") from exc
+        raise BadInput(f"{path} could not be loaded as pt2 ({first_line(exc)})", fix="re-export it") from exc
 
 
 def _load_checkpoint(path: Path, options: LoadOptions) -> Any:
@@ -55,7 +55,7 @@ def _load_checkpoint(path: Path, options: LoadOptions) -> Any:
     except Exception as exc:
         if "weights_only" not in str(exc) and "Unsupported global" not in str(exc):
             raise BadInput(
-                f"{path} could not be read as a PyTorch checkpoint ({_first_line(exc)})", fix="re-save it"
+                f"{path} could not be read as a PyTorch checkpoint ({first_line(exc)})", fix="re-save it"
             ) from exc
         return _load_pickled_module(path, options)
     state = _unwrap_state_dict(state, path)
@@ -108,7 +108,7 @@ def _load_weights(model: Any, state: dict[str, Any], path: Path, arch: str) -> N
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # size mismatches raise even with strict=False
-        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), _first_line(exc))
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), first_line(exc))
         raise BadInput(f"weights in {path} do not fit --arch {arch}: {detail[:250]}", fix=fix) from exc
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
@@ -165,8 +165,3 @@ def _globals_in(payload: bytes) -> set[str]:
         except Exception:  # noqa: BLE001 - stop at the first byte that is not a pickle opcode
             break
     return found
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.artifact import TensorSpec
-from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency
+from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency, first_line
 from edgekit.preprocess import guess_layout
 from edgekit.runtimes import Runner, RunnerOptions
 
@@ -47,7 +47,7 @@ class OnnxRunner(Runner):
         try:
             self._session = ort.InferenceSession(str(artifact.path), options, providers=providers)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise BadInput(
                 f"{artifact.path} could not be opened by onnxruntime ({first})", fix="re-export the model"
             ) from exc

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.artifact import TensorSpec
-from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency
+from edgekit.devices import package_version
+from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency, first_line
 from edgekit.fsutil import quiet_native_output
 from edgekit.preprocess import guess_layout
 from edgekit.runtimes import Runner, RunnerOptions, dequantize, quantize
@@ -34,17 +35,24 @@ def find_interpreter() -> tuple[str, Any, str]:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        return package, module.Interpreter, _version(package)
+        return package, module.Interpreter, package_version(package)
     raise MissingDependency("running a TFLite model", "ai-edge-litert", "tflite")
 
 
-def _version(package: str) -> str:
-    from importlib import metadata
-
+def graph_interpreter(path: Any) -> Any:
+    """An interpreter showing the model's own operators: without XNNPACK, which would replace them
+    by DELEGATE nodes. For reading the graph (inspect, the Edge TPU check), not for timing."""
+    package, interpreter_class, _ = find_interpreter()
+    options: dict[str, Any] = {}
+    if package != "tensorflow":
+        module = importlib.import_module(dict(INTERPRETERS)[package])
+        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"
+        interpreter = interpreter_class(model_path=str(path), **options)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise BadInput(f"{path} could not be opened as TFLite ({first_line(exc)})", fix="re-convert the model") from exc
+    return interpreter
 
 
 # The Edge TPU runtime's library name on each platform (pycoral's utils/edgetpu.py uses the same).
@@ -77,7 +85,7 @@ def load_delegate(package: str, name: str, device: DeviceProfile | None) -> Any:
             device.install.rstrip(".") if device and device.install else f"install the library providing {library}"
         )
         raise DeviceUnavailable(
-            f"the {name} delegate cannot be loaded: {library} ({str(exc).splitlines()[0][:150]})",
+            f"the {name} delegate cannot be loaded: {library} ({first_line(exc, 150)})",
             fix=f"{install}; or pass --allow-fallback to run on the CPU and say so",
         ) from exc
 
@@ -99,7 +107,7 @@ class TFLiteRunner(Runner):
                 )
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise BadInput(
                 f"{artifact.path} could not be opened as TFLite ({first})", fix="re-convert the model"
             ) from exc
@@ -171,12 +179,3 @@ class TFLiteRunner(Runner):
         return f"{self._package} {self._version} ({delegate})" + (
             f" [fallback: {self.fallback}]" if self.fallback else ""
         )
-
-    def ops(self) -> list[dict[str, Any]]:
-        """Operator details (name, input/output tensor indices); empty if the runtime hides them."""
-        getter = getattr(self._interpreter, "_get_ops_details", None)
-        return list(getter()) if getter else []
-
-    def tensors(self) -> list[dict[str, Any]]:
-        """All tensor details of the model."""
-        return list(self._interpreter.get_tensor_details())

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.artifact import TensorSpec
-from edgekit.errors import BadInput
+from edgekit.errors import BadInput, first_line
 from edgekit.formats import Format
 from edgekit.loaders.torch_loader import exported_program, import_torch, load_torch_model
 from edgekit.preprocess import guess_layout
@@ -47,7 +47,7 @@ class TorchRunner(Runner):
             probe = self.infer([np.zeros(shape, np.float32)])
         except Exception as exc:
             raise BadInput(
-                f"{artifact.path} does not accept input shape {shape} ({str(exc).splitlines()[0][:200]})",
+                f"{artifact.path} does not accept input shape {shape} ({first_line(exc, 200)})",
                 fix="pass the right --input-shape",
             ) from exc
         self._outputs = [

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert bench-quantize bench-run bench-overhead clean
+.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ clean:
 
 bench-quantize: setup
 	$(PY) benchmarks/quantize.py
+
+bench-prune: setup
+	$(PY) benchmarks/prune.py
+
+soak: setup
+	$(PY) benchmarks/soak.py
 
 bench-run: setup
 	$(PY) benchmarks/run_loop.py

@@ -66,6 +66,7 @@ class ModelArtifact:
     labels: list[str] | None = None
     precision: str | None = None
     lineage: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    arch: dict[str, Any] | None = None  # torch: {"callable": "pkg.module:fn", "kwargs": {...}} that builds the net
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the sidecar (paths relative to the sidecar's folder)."""
@@ -79,6 +80,7 @@ class ModelArtifact:
             "preprocessing": dataclasses.asdict(self.preprocessing) if self.preprocessing else None,
             "labels": self.labels,
             "lineage": self.lineage,
+            "arch": self.arch,
         }
 
     def save(self) -> Path:
@@ -99,16 +101,31 @@ def read_artifact(path: Path) -> ModelArtifact:
     data = _read_sidecar(path) or _read_onnx_metadata(path, fmt)
     if not data:
         return ModelArtifact(path=path, format=fmt)
-    prep = data.get("preprocessing")
+    try:
+        return _artifact_from(path, fmt, data)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise BadInput(
+            f"the sidecar of {path} has a malformed field ({exc})",
+            fix="delete the .edgekit.json or re-create the model",
+        ) from exc
+
+
+def _artifact_from(path: Path, fmt: Format, data: dict[str, Any]) -> ModelArtifact:
+    prep, labels, lineage = data.get("preprocessing"), data.get("labels"), data.get("lineage") or []
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise TypeError("labels must be a list of strings")
+    if not isinstance(lineage, list) or not all(isinstance(entry, dict) for entry in lineage):
+        raise TypeError("lineage must be a list of records")
     return ModelArtifact(
         path=path,
         format=fmt,
         inputs=[TensorSpec.from_dict(s) for s in data.get("inputs") or []],
         outputs=[TensorSpec.from_dict(s) for s in data.get("outputs") or []],
         preprocessing=Preprocessing.from_dict(prep) if prep else None,
-        labels=data.get("labels"),
-        precision=data.get("precision"),
-        lineage=list(data.get("lineage") or []),
+        labels=labels,
+        precision=data.get("precision") if isinstance(data.get("precision"), str) else None,
+        lineage=lineage,
+        arch=data.get("arch") if isinstance(data.get("arch"), dict) else None,
     )
 
 

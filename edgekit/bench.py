@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import shlex
 import subprocess
@@ -67,7 +68,8 @@ def measure(model: Path, settings: BenchSettings) -> BenchResult:
 
     profile = load_profile(settings.device)
     artifact = read_artifact(model)
-    threads = settings.threads or profile.threads
+    # A profile's thread count is its board's core count; more threads than this host has only thrash.
+    threads = settings.threads or (min(profile.threads, os.cpu_count() or 1) if profile.threads else None)
     started = time.perf_counter()
     runner = open_runner(artifact, threads=threads, device=profile, allow_fallback=settings.allow_fallback)
     load_ms = (time.perf_counter() - started) * 1e3

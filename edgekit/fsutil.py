@@ -13,6 +13,15 @@ from pathlib import Path
 from edgekit.errors import BadInput
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def check_output_dir(path: Path) -> None:
     """Raise BadInput unless the directory that will hold `path` exists and is writable."""
     parent = path.resolve().parent
@@ -30,15 +39,41 @@ def atomic_path(path: Path) -> Iterator[Path]:
     starts with a dot so that a half-written file is never mistaken for a finished model.
     """
     check_output_dir(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.resolve().parent)
+    remove_stale_partials(path)
+    prefix = f".{path.stem}.{os.getpid()}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=f".partial{path.suffix}", dir=path.resolve().parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_UMASK)  # mkstemp made it private (0600)
         os.replace(tmp, path)
     except BaseException:
         remove_path(tmp)
         raise
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Delete temporary files for `path` left by edgekit processes that no longer run (killed with
+    SIGKILL or by a power cut, which no cleanup handler survives); return what was removed."""
+    removed = []
+    for candidate in path.resolve().parent.glob(f".{path.stem}.*.partial{path.suffix}"):
+        pid_text = candidate.name[len(path.stem) + 2 :].split(".", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            remove_path(candidate)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

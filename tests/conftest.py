@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekit.artifact import ModelArtifact, TensorSpec
+from edgekit.formats import Format
+from edgekit.preprocess import PRESETS
+from tests.digits import SIZE, digits_folders, load_split, train_keras, train_torch
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TINY_SHAPE = (1, 3, 32, 32)
 TINY_ARCH = "tests.tiny_nets:TinyNet"
@@ -117,3 +122,44 @@ def pi_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if done.returncode != 0:
         pytest.fail(f"pip install edgekit[pi] failed: {done.stderr[-2000:]}")
     return folder
+
+
+# Real labelled data: scikit-learn's handwritten digits, and CNNs trained on them (torch and Keras).
+DIGIT_LABELS = [str(d) for d in range(10)]
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return digits_folders(tmp_path_factory.mktemp("digits"))
+
+
+def _digits_sidecar(path: Path, fmt: Format, shape: list[int | None], layout: str, arch: str | None = None) -> None:
+    ModelArtifact(
+        path=path,
+        format=fmt,
+        preprocessing=PRESETS["unit"],
+        labels=DIGIT_LABELS,
+        inputs=[TensorSpec("input", shape, layout=layout)],
+        arch={"callable": arch, "kwargs": {}} if arch else None,
+    ).save()
+
+
+@pytest.fixture(scope="session")
+def torch_digits(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    x, y = load_split(digits["train"])
+    model = train_torch(x, y)
+    path = tmp_path_factory.mktemp("tdigits") / "digits.pt2"
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, SIZE, SIZE),)), str(path))
+    _digits_sidecar(path, Format.PT2, [1, 3, SIZE, SIZE], "NCHW", "tests.digits:build_torch_cnn")
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras_digits(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    x, y = load_split(digits["train"])
+    path = tmp_path_factory.mktemp("kdigits") / "digits.keras"
+    train_keras(x, y).save(path)
+    _digits_sidecar(path, Format.KERAS, [None, SIZE, SIZE, 3], "NHWC")
+    return path

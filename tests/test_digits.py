@@ -7,50 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.artifact import ModelArtifact, TensorSpec
 from edgekit.formats import Format
-from edgekit.preprocess import PRESETS
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.validate import Limits, validate_models
-from tests.digits import SIZE, digits_folders, load_split, train_keras, train_torch
-
-LABELS = [str(d) for d in range(10)]
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return digits_folders(tmp_path_factory.mktemp("digits"))
-
-
-def _sidecar(path: Path, fmt: Format, shape: list[int | None], layout: str) -> None:
-    ModelArtifact(
-        path=path,
-        format=fmt,
-        preprocessing=PRESETS["unit"],
-        labels=LABELS,
-        inputs=[TensorSpec("input", shape, layout=layout)],
-    ).save()
-
-
-@pytest.fixture(scope="module")
-def torch_digits(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    x, y = load_split(digits["train"])
-    model = train_torch(x, y)
-    path = tmp_path_factory.mktemp("tdigits") / "digits.pt2"
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, SIZE, SIZE),)), str(path))
-    _sidecar(path, Format.PT2, [1, 3, SIZE, SIZE], "NCHW")
-    return path
-
-
-@pytest.fixture(scope="module")
-def keras_digits(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    x, y = load_split(digits["train"])
-    path = tmp_path_factory.mktemp("kdigits") / "digits.keras"
-    train_keras(x, y).save(path)
-    _sidecar(path, Format.KERAS, [None, SIZE, SIZE, 3], "NHWC")
-    return path
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                 "PasswordAuthentication no",
                 "KbdInteractiveAuthentication no",
                 "PermitRootLogin prohibit-password",
-        "Subsystem sftp internal-sftp",
+                "Subsystem sftp internal-sftp",
                 "StrictModes no",
                 "UsePAM no",
                 f"PidFile {folder / 'sshd.pid'}",

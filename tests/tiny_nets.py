@@ -40,3 +40,15 @@ def make_tiny(seed: int = 0, **kwargs: int) -> TinyNet:
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
     return model.eval()
+
+
+class HeadOnly(nn.Module):
+    """Nothing but a classifier head: no layer that pruning may touch (the head is kept whole)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits."""
+        return self.head(torch.flatten(x, 1))

@@ -13,6 +13,7 @@ import click
 COMMANDS = {
     "inspect": ("edgekit.cli.inspect_cmd:inspect_command", "Show a model's format, tensors, size, MACs and ops."),
     "convert": ("edgekit.cli.convert_cmd:convert_command", "Convert a model to ONNX or TFLite and verify it."),
+    "prune": ("edgekit.cli.prune_cmd:prune_command", "Prune channels or weights, then train the model back."),
     "quantize": ("edgekit.cli.quantize_cmd:quantize_command", "Quantize to int8/fp16 with a drift budget."),
     "validate": ("edgekit.cli.validate_cmd:validate_command", "Measure drift of a model against its reference."),
     "classify": ("edgekit.cli.classify_cmd:classify_command", "Classify photos with a model (top-k labels)."),
@@ -20,6 +21,8 @@ COMMANDS = {
     "bench": ("edgekit.cli.bench_cmd:bench_command", "Measure latency and memory on a device, side by side."),
     "devices": ("edgekit.cli.devices_cmd:devices_command", "List device profiles and what this host has."),
     "compile": ("edgekit.cli.compile_cmd:compile_command", "Check a model for the Edge TPU and compile it."),
+    "recipe": ("edgekit.cli.recipe_cmd:recipe_group", "Run or check a recipe: the whole chain in one file."),
+    "report": ("edgekit.cli.recipe_cmd:report_command", "Regenerate the report of a recipe run folder."),
     "fetch": ("edgekit.cli.fetch_cmd:fetch_command", "Fetch the real example models and sample photos."),
 }
 
@@ -67,9 +70,19 @@ class LazyGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except EdgekitError as exc:
+            disk = _disk_error_in(exc)  # a library may wrap a full disk in its own error
+            if disk is not None:
+                raise EdgekitClickError(_os_error_line(disk) or str(disk), 3, _trace(ctx)) from exc
             raise EdgekitClickError(exc.line(), exc.exit_code, _trace(ctx)) from exc
         except KeyboardInterrupt:
             raise EdgekitClickError("interrupted; no partial output was kept", 130, None) from None
+        except OSError as exc:
+            line = _os_error_line(exc)
+            if line is None:
+                raise EdgekitClickError(
+                    f"unexpected {type(exc).__name__}: {exc} (rerun with -v)", 70, _trace(ctx)
+                ) from exc
+            raise EdgekitClickError(line, 3, _trace(ctx)) from exc
         except Exception as exc:
             message = (
                 f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
@@ -77,6 +90,34 @@ class LazyGroup(click.Group):
             raise EdgekitClickError(
                 f"{message} (rerun with -v for the traceback and report it)", 70, _trace(ctx)
             ) from exc
+
+
+def _os_error_line(exc: OSError) -> str | None:
+    """One line for the file-system failures a user can fix (full disk, no permission), else None."""
+    import errno
+
+    where = f" writing {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"the disk is full{where} ({exc.strerror}): free space or choose another -o folder"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied{where} ({exc.strerror}): choose a writable -o folder"
+    return None
+
+
+def _disk_error_in(exc: BaseException) -> OSError | None:
+    """The full-disk OSError behind `exc` (its cause chain, or an errno quoted in a wrapped message)."""
+    import errno
+
+    full = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded", errno.EFBIG: "File too large"}
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in full:
+            return seen
+        for code, text in full.items():
+            if f"[Errno {code}]" in str(seen):
+                return OSError(code, text)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _trace(ctx: click.Context) -> str | None:
@@ -91,7 +132,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     """edgekit: get trained PyTorch and Keras vision models onto small devices.
 
     Exit codes: 0 ok, 1 drift over budget, 2 usage, 3 bad input, 4 missing optional
-    dependency, 5 device unavailable, 6 unsupported route, 70 internal error.
+    dependency, 5 device unavailable, 6 unsupported route, 70 internal error, 130 interrupted.
     """
     ctx.obj = {"verbose": verbose}
 

@@ -10,7 +10,6 @@ import numpy as np
 
 def inspect_torch(artifact: Any, runner: Any) -> Any:
     """Count parameters and MACs of a torch model with forward hooks on Conv and Linear layers."""
-    import torch
 
     from edgekit.inspectors import GraphFacts
 
@@ -20,6 +19,14 @@ def inspect_torch(artifact: Any, runner: Any) -> Any:
         if tensor.dim() > 0:
             facts.weight_dtypes[str(tensor.dtype).removeprefix("torch.")] += tensor.numel()
     facts.params = sum(p.numel() for p in model.parameters())
+    facts.macs = torch_macs(model, lambda: runner.infer([np.zeros(runner.inputs()[0].shape, np.float32)]))
+    return facts
+
+
+def torch_macs(model: Any, forward: Any) -> int | None:
+    """Multiply-accumulates of the Conv2d and Linear layers during one call of `forward()`."""
+    import torch
+
     macs = [0]
 
     def count(module: Any, _inputs: Any, output: Any) -> None:
@@ -31,13 +38,29 @@ def inspect_torch(artifact: Any, runner: Any) -> Any:
     hooks = [
         m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
     ]
+    if not hooks and isinstance(model, torch.fx.GraphModule):
+        return graph_macs(model.graph)
     try:
-        runner.infer([np.zeros(runner.inputs()[0].shape, np.float32)])
+        forward()
     finally:
         for hook in hooks:
             hook.remove()
-    facts.macs = macs[0] if hooks else None
-    return facts
+    return macs[0] if hooks else None
+
+
+def graph_macs(graph: Any) -> int | None:
+    """MACs of conv2d/linear calls in a torch.export graph, from the shapes recorded on its nodes."""
+    total, found = 0, False
+    for node in graph.nodes:
+        name = str(node.target)
+        if node.op != "call_function" or not any(op in name for op in ("conv2d", "convolution", "linear")):
+            continue
+        output, weight = node.meta.get("val"), getattr(node.args[1], "meta", {}).get("val")
+        if output is None or weight is None:
+            continue
+        found = True
+        total += int(output.numel()) * int(np.prod(weight.shape[1:]))
+    return total if found else None
 
 
 def inspect_keras(artifact: Any, runner: Any) -> Any:
@@ -50,19 +73,24 @@ def inspect_keras(artifact: Any, runner: Any) -> Any:
         facts.weight_dtypes["float32"] = facts.params
         return facts
     model = runner.model
-    layers = list(_leaf_layers(model))
+    layers = list(leaf_layers(model))
     facts = GraphFacts(params=int(model.count_params()), ops=Counter(type(layer).__name__ for layer in layers))
     for weight in model.weights:
         facts.weight_dtypes[str(weight.dtype)] += int(np.prod(weight.shape))
-    facts.macs = sum(_layer_macs(layer) for layer in layers)
+    facts.macs = keras_macs(model)
     return facts
 
 
-def _leaf_layers(model: Any) -> Any:
+def keras_macs(model: Any) -> int:
+    """Multiply-accumulates of a Keras model's Conv2D, DepthwiseConv2D and Dense layers."""
+    return sum(_layer_macs(layer) for layer in leaf_layers(model))
+
+
+def leaf_layers(model: Any) -> Any:
     """Layers of a Keras model, descending into nested models (e.g. a MobileNetV2 backbone)."""
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
-            yield from _leaf_layers(layer)
+            yield from leaf_layers(layer)
         elif type(layer).__name__ != "InputLayer":
             yield layer
 

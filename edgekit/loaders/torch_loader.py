@@ -59,14 +59,58 @@ def _load_checkpoint(path: Path, options: LoadOptions) -> Any:
             ) from exc
         return _load_pickled_module(path, options)
     state = _unwrap_state_dict(state, path)
-    if options.arch is None:
+    arch, kwargs, pruned = _recorded_arch(path, options)
+    if arch is None:
         raise BadInput(
             f"{path} holds only weights (a state dict)",
             fix="pass --arch package.module:callable that builds the network (and --arch-kwarg key=value)",
         )
-    model = build_arch(options.arch, options.arch_kwargs)
-    _load_weights(model, state, path, options.arch)
+    model = build_arch(arch, kwargs)
+    if pruned:
+        fit_to_state_dict(model, state)
+    load_weights(model, state, path, arch)
     return model.eval()
+
+
+def _recorded_arch(path: Path, options: LoadOptions) -> tuple[str | None, dict[str, Any], bool]:
+    """--arch if given, else the architecture the sidecar records; and whether the file was pruned."""
+    from edgekit.artifact import read_artifact
+
+    artifact = read_artifact(path)
+    pruned = any(entry.get("step") == "prune" for entry in artifact.lineage)
+    if options.arch is not None:
+        return options.arch, options.arch_kwargs, pruned
+    recorded = artifact.arch or {}
+    return recorded.get("callable"), dict(recorded.get("kwargs") or {}), pruned
+
+
+def fit_to_state_dict(model: Any, state: dict[str, Any]) -> None:
+    """Shrink Conv2d, Linear and BatchNorm layers to the (pruned) shapes stored in `state`."""
+    torch = import_torch()
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        weight = state.get(f"{prefix}weight")
+        if weight is None or not hasattr(module, "weight") or module.weight is None:
+            continue
+        if tuple(weight.shape) == tuple(module.weight.shape):
+            continue
+        if isinstance(module, torch.nn.Conv2d):
+            depthwise = module.groups > 1 and module.groups == module.in_channels
+            module.out_channels = int(weight.shape[0])
+            module.groups = int(weight.shape[0]) if depthwise else module.groups
+            module.in_channels = int(weight.shape[1]) * module.groups
+        elif isinstance(module, torch.nn.Linear):
+            module.out_features, module.in_features = int(weight.shape[0]), int(weight.shape[1])
+        elif isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.num_features = int(weight.shape[0])
+        else:
+            continue
+        for key, _ in list(module.named_parameters(recurse=False)):
+            if f"{prefix}{key}" in state:
+                setattr(module, key, torch.nn.Parameter(torch.empty_like(state[f"{prefix}{key}"])))
+        for key, value in list(module.named_buffers(recurse=False)):
+            if value is not None and f"{prefix}{key}" in state:
+                module._buffers[key] = torch.empty_like(state[f"{prefix}{key}"])
 
 
 def _unwrap_state_dict(state: Any, path: Path) -> dict[str, Any]:
@@ -103,7 +147,8 @@ def build_arch(arch: str, kwargs: dict[str, Any]) -> Any:
         raise BadInput(f"--arch {arch!r} could not be called with {kwargs} ({exc})", fix="check --arch-kwarg") from exc
 
 
-def _load_weights(model: Any, state: dict[str, Any], path: Path, arch: str) -> None:
+def load_weights(model: Any, state: dict[str, Any], path: Path, arch: str) -> None:
+    """Load `state` into `model`, raising BadInput that names missing, unexpected or mis-sized weights."""
     fix = "check the architecture and its --arch-kwarg values"
     try:
         result = model.load_state_dict(state, strict=False)

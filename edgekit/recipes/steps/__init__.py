@@ -1,0 +1,93 @@
+"""Recipe steps: one module per step, listed in STEPS.
+
+A step has a typed Config (a dataclass whose fields are the YAML keys), says which model formats it
+accepts and what it produces, and `run(config, context) -> StepOutcome`. Model-producing steps
+(prune, convert, quantize, compile) act on the latest model; validate and bench act on every model
+made so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit.formats import Format
+
+STEPS: dict[str, str] = {
+    "prune": "edgekit.recipes.steps.prune:PruneStep",
+    "convert": "edgekit.recipes.steps.convert:ConvertStep",
+    "quantize": "edgekit.recipes.steps.quantize:QuantizeStep",
+    "compile": "edgekit.recipes.steps.compile:CompileStep",
+    "validate": "edgekit.recipes.steps.validate:ValidateStep",
+    "bench": "edgekit.recipes.steps.bench:BenchStep",
+}
+
+
+@dataclasses.dataclass
+class StepContext:
+    """What a running step can see: the models so far, the recipe's data, device and load options."""
+
+    source: Path  # the recipe's source model
+    current: Path  # the latest model (the source before any model-producing step)
+    models: list[Path]  # every model made so far by earlier steps, in order
+    folder: Path  # this step's output folder
+    calibration: Path | None
+    validation: Path | None
+    labelled: Path | None
+    device: str
+    count: int
+    recipe: Any  # the Recipe (model options: load, preprocessing, labels)
+    progress: Callable[[str], None]
+
+
+@dataclasses.dataclass
+class StepOutcome:
+    """A step's result: the model it wrote (if any) and the figures it measured."""
+
+    output: Path | None = None
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Step:
+    """Base class: subclasses set `name`, `Config`, `uses_data`, and implement `run`."""
+
+    name = ""
+    Config: type = object
+    produces_model = False
+    uses_data: tuple[str, ...] = ()  # which of calibration / validation / labelled it reads
+    acts_on_all = False  # True: reads every model so far (validate, bench)
+
+    @classmethod
+    def accepts(cls, fmt: Format, config: Any) -> str | None:
+        """None if the step can take a model of `fmt`, else why not."""
+        return None
+
+    @classmethod
+    def produces(cls, fmt: Format, config: Any) -> Format:
+        """The format of the model this step writes from a `fmt` model."""
+        return fmt
+
+    @classmethod
+    def check(cls, config: Any, recipe: Any) -> list[str]:
+        """Problems with this config that types alone do not catch."""
+        return []
+
+    def run(self, config: Any, context: StepContext) -> StepOutcome:
+        """Do the work."""
+        raise NotImplementedError
+
+
+def step_class(name: str) -> type[Step]:
+    """The Step class registered under `name`."""
+    module_name, _, attribute = STEPS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def deployable(models: list[Path]) -> list[Path]:
+    """The models a device runtime can run (ONNX and TFLite)."""
+    from edgekit.formats import detect_format
+
+    return [m for m in models if detect_format(m) in (Format.ONNX, Format.TFLITE)]

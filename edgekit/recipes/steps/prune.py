@@ -1,0 +1,91 @@
+"""Recipe step `prune`: structured or unstructured pruning of the framework model, with recovery
+on data.calibration (distill) or data.labelled (finetune)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from edgekit.formats import Family, Format
+from edgekit.recipes.steps import Step, StepContext, StepOutcome
+
+
+@dataclasses.dataclass
+class PruneConfig:
+    """Options of the prune step (the same as `edgekit prune`)."""
+
+    amount: float
+    method: str = "structured"
+    importance: str = "l2"
+    round_to: int = 8
+    ignore: list = dataclasses.field(default_factory=list)
+    recover: str | None = None  # distill | finetune
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 32
+    temperature: float = 2.0
+    patience: int = 3
+    data_count: int | None = None
+
+
+class PruneStep(Step):
+    """Prune the latest model (it must still be the PyTorch or Keras model)."""
+
+    name = "prune"
+    Config = PruneConfig
+    produces_model = True
+    uses_data = ("calibration", "labelled")
+
+    @classmethod
+    def check(cls, config: PruneConfig, recipe: Any) -> list[str]:
+        """Amount in (0, 1), known method and recovery, and the data recovery needs."""
+        problems = []
+        if not 0 < config.amount < 1:
+            problems.append(f"prune: amount {config.amount} must be between 0 and 1")
+        if config.method not in ("structured", "unstructured"):
+            problems.append(f"prune: method must be structured or unstructured, not {config.method!r}")
+        if config.recover not in (None, "distill", "finetune"):
+            problems.append(f"prune: recover must be distill or finetune, not {config.recover!r}")
+        if config.recover == "distill" and recipe.calibration is None:
+            problems.append("prune: recover distill needs data.calibration (unlabeled photos)")
+        if config.recover == "finetune" and recipe.labelled is None:
+            problems.append("prune: recover finetune needs data.labelled (class folders)")
+        return problems
+
+    @classmethod
+    def accepts(cls, fmt: Format, config: PruneConfig) -> str | None:
+        """Only framework models have layers to remove."""
+        if fmt.family in (Family.TORCH, Family.KERAS) and fmt is not Format.SAVED_MODEL:
+            return None
+        return "pruning needs the PyTorch or Keras model, so prune comes before convert and quantize"
+
+    def run(self, config: PruneConfig, context: StepContext) -> StepOutcome:
+        """Prune `context.current` into this step's folder."""
+        from edgekit.prune import PruneOptions, RecoverOptions, default_output, prune_model
+
+        recover = None
+        if config.recover:
+            data = context.calibration if config.recover == "distill" else context.labelled
+            recover = RecoverOptions(
+                config.recover,
+                data,
+                config.epochs,
+                config.lr,
+                config.batch_size,
+                config.temperature,
+                config.patience,
+                True,
+                config.data_count,
+            )
+        options = PruneOptions(
+            amount=config.amount,
+            method=config.method,
+            importance=config.importance,
+            round_to=config.round_to,
+            ignore=list(config.ignore),
+            recover=recover,
+            preprocess=context.recipe.preprocess,
+        )
+        options.output = context.folder / default_output(context.current, options).name
+        report = prune_model(context.current, options, context.recipe.load, context.progress)
+        return StepOutcome(report.output, report.summary() | {"history": len(report.history)})

@@ -1,0 +1,114 @@
+"""Recipe step `quantize`: int8 (or dynamic/fp16) with calibration and an optional drift budget."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from edgekit.formats import SUFFIX, Family, Format
+from edgekit.recipes.steps import Step, StepContext, StepOutcome
+
+
+@dataclasses.dataclass
+class QuantizeConfig:
+    """Options of the quantize step (the same as `edgekit quantize`)."""
+
+    scheme: str = "int8"
+    format: str | None = None  # onnx or tflite; default: ONNX for torch/ONNX, TFLite for Keras
+    method: str = "minmax"
+    per_channel: bool = True
+    cpu: str | None = None  # default: the device profile's int8 kernels
+    io_dtype: str = "float"
+    max_drift: str | None = None  # e.g. "0.95" or "agreement=0.95,kl=0.05"
+    max_float_layers: int = 16
+    keep_float: list = dataclasses.field(default_factory=list)
+    calib_count: int = 200
+    input: str = "previous"  # previous: the latest model; source: the recipe's source model
+
+
+class QuantizeStep(Step):
+    """Quantize the latest model; it is written only if it meets `max_drift`."""
+
+    name = "quantize"
+    Config = QuantizeConfig
+    produces_model = True
+    uses_data = ("calibration", "validation")
+
+    @classmethod
+    def check(cls, config: QuantizeConfig, recipe: Any) -> list[str]:
+        """Known scheme, format and budget syntax; calibration data for int8."""
+        from edgekit.errors import EdgekitError
+        from edgekit.validate import Limits
+
+        problems = []
+        if config.scheme not in ("int8", "dynamic", "fp16"):
+            problems.append(f"quantize: scheme must be int8, dynamic or fp16, not {config.scheme!r}")
+        if config.format not in (None, "onnx", "tflite"):
+            problems.append(f"quantize: format must be onnx or tflite, not {config.format!r}")
+        if config.max_drift is not None:
+            try:
+                Limits.parse(str(config.max_drift))
+            except EdgekitError as exc:
+                problems.append(f"quantize: max_drift {config.max_drift!r}: {exc.message}")
+        if config.scheme == "int8" and recipe.calibration is None:
+            problems.append("quantize: int8 needs data.calibration")
+        return problems
+
+    @classmethod
+    def accepts(cls, fmt: Format, config: QuantizeConfig) -> str | None:
+        """Anything but an already quantized TFLite model."""
+        return "TFLite models are quantized when converted from their source" if fmt is Format.TFLITE else None
+
+    @classmethod
+    def produces(cls, fmt: Format, config: QuantizeConfig) -> Format:
+        """The chosen format, else ONNX for torch/ONNX sources and TFLite for Keras."""
+        if config.format:
+            return Format(config.format)
+        return Format.TFLITE if fmt.family is Family.KERAS else Format.ONNX
+
+    def run(self, config: QuantizeConfig, context: StepContext) -> StepOutcome:
+        """Quantize `context.current` into this step's folder."""
+        from edgekit.devices import load_profile
+        from edgekit.errors import DriftExceeded
+        from edgekit.formats import detect_format
+        from edgekit.quantize.api import QuantizeOptions, quantize_model
+        from edgekit.validate import Limits
+
+        target = self.produces(detect_format(context.current), config)
+        output = context.folder / f"{context.current.name.split('.')[0]}.{config.scheme}{SUFFIX[target]}"
+        cpu = config.cpu or load_profile(context.device).quantize_cpu or "auto"
+        options = QuantizeOptions(
+            scheme=config.scheme,
+            target=target,
+            output=output,
+            calib=context.calibration,
+            calib_count=config.calib_count,
+            val=context.validation,
+            val_count=context.count,
+            method=config.method,
+            per_channel=config.per_channel,
+            cpu=cpu,
+            io_dtype=config.io_dtype,
+            budget=Limits.parse(str(config.max_drift)) if config.max_drift is not None else None,
+            max_float_layers=config.max_float_layers,
+            keep_float=list(config.keep_float),
+            load=context.recipe.load,
+            preprocess=context.recipe.preprocess,
+            labels_file=context.recipe.labels,
+        )
+        report = quantize_model(context.current, options, context.progress)
+        if not report.passed:
+            raise DriftExceeded(
+                f"quantize could not meet max_drift {config.max_drift}: {'; '.join(report.validation.failures())}",
+                fix="raise max_float_layers, add calibration images or relax max_drift",
+            )
+        val = report.validation
+        return StepOutcome(
+            report.output,
+            {
+                "top1_agreement_vs_input": val.top1_agreement,
+                "float_layers": len(report.rounds[-1].float_layers) if report.rounds else 0,
+                "speedup_vs_input": report.float_ms / report.quant_ms,
+                "size_ratio_vs_input": report.quant_bytes / report.float_bytes,
+            },
+        )

@@ -1,0 +1,198 @@
+"""Pruning: structured + recovery keeps real-data accuracy, unstructured zeroes weights, the output
+is of the input's kind and feeds convert/quantize, and bad input fails cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.artifact import read_artifact
+from edgekit.cli.main import cli
+from edgekit.convert.api import ConvertOptions, convert_model
+from edgekit.errors import BadInput
+from edgekit.formats import Format, detect_format
+from edgekit.inspectors import inspect_model
+from edgekit.loaders import LoadOptions
+from edgekit.preprocess import PreprocessOverrides
+from edgekit.prune import PruneOptions, RecoverOptions, prune_model
+from edgekit.runtimes import open_runner
+from edgekit.validate import validate_models
+from tests.conftest import TINY_ARCH, TINY_SHAPE
+
+TINY_LOAD = LoadOptions(arch=TINY_ARCH, input_shape=TINY_SHAPE)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "partial" in p.name or "pruned" in p.name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["torch_digits", "keras_digits"])
+def test_half_the_channels_and_finetune_keep_digit_accuracy(
+    request: pytest.FixtureRequest, digits: dict[str, Path], fixture: str, tmp_path: Path
+) -> None:
+    source = request.getfixturevalue(fixture)
+    output = tmp_path / f"digits.pruned{source.suffix}"
+    recover = RecoverOptions("finetune", digits["train"], epochs=8, patience=3)
+    report = prune_model(source, PruneOptions(amount=0.5, recover=recover, output=output))
+    assert report.macs_after <= 0.6 * report.macs_before, "50% of the channels should cut MACs by >= 40%"
+    assert report.params_after < report.params_before
+    assert all(layer.channels_after % 8 == 0 for layer in report.layers[:-1]), "channels rounded to 8"
+    assert report.layers[-1].channels_after == 10, "the classifier head keeps its classes"
+    assert report.history and report.accuracy_original is not None
+    check = validate_models(source, output, digits["test"])
+    assert check.reference_accuracy > 0.95
+    assert check.reference_accuracy - check.candidate_accuracy <= 0.01, "within 1 point of the original"
+    artifact = read_artifact(output)
+    assert artifact.format is detect_format(source) and artifact.lineage[-1]["step"] == "prune"
+    assert artifact.lineage[-1]["options"]["macs_after"] == report.macs_after
+    assert inspect_model(output).facts.macs == report.macs_after, "inspect shows the pruned MACs"
+
+
+@pytest.mark.slow
+def test_pruned_model_feeds_convert_and_quantize(torch_digits: Path, digits: dict[str, Path], tmp_path: Path) -> None:
+    from edgekit.quantize.api import QuantizeOptions, quantize_model
+
+    recover = RecoverOptions("distill", digits["train"], epochs=3, count=600)
+    report = prune_model(torch_digits, PruneOptions(amount=0.5, recover=recover, output=tmp_path / "p.pt2"))
+    assert report.agreement_recovered is not None and report.agreement_recovered > report.agreement_pruned
+    assert report.agreement_recovered >= 0.9, "distillation on unlabeled images brings agreement back"
+    onnx = convert_model(report.output, ConvertOptions(target=Format.ONNX, output=tmp_path / "p.onnx"))
+    assert onnx.parity.passed
+    quant = quantize_model(
+        onnx.output, QuantizeOptions(calib=digits["train"], calib_count=100, val=digits["test"], val_count=200)
+    )
+    assert quant.passed and quant.output.is_file()
+
+
+def test_structured_state_dict_round_trips(torch_models: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "tiny.pruned.pth"
+    options = PruneOptions(amount=0.5, round_to=4, output=output, preprocess=PreprocessOverrides(preset="imagenet"))
+    report = prune_model(torch_models["state_dict"], options, TINY_LOAD)
+    assert [(c.channels_before, c.channels_after) for c in report.layers] == [(8, 4), (8, 4), (16, 8), (10, 10)]
+    assert detect_format(output) is Format.TORCH_CHECKPOINT
+    assert read_artifact(output).arch == {"callable": TINY_ARCH, "kwargs": {}}
+    # The plain state dict loads back through the recorded architecture, resized to the pruned shapes.
+    with open_runner(read_artifact(output)) as runner:
+        logits = runner.infer([np.ones(TINY_SHAPE, np.float32)])[0]
+    assert logits.shape == (1, 10)
+    assert inspect_model(output).facts.params == report.params_after
+
+
+def test_torchscript_in_torchscript_out(torch_models: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "tiny.pruned.pt"
+    report = prune_model(torch_models["torchscript"], PruneOptions(amount=0.5, round_to=4, output=output), TINY_LOAD)
+    assert detect_format(output) is Format.TORCHSCRIPT
+    assert report.macs_after < 0.6 * report.macs_before
+
+
+def test_unstructured_zeroes_weights_and_compresses(torch_models: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "tiny.sparse.pt2"
+    report = prune_model(torch_models["pt2"], PruneOptions(amount=0.6, method="unstructured", output=output), TINY_LOAD)
+    body = [layer for layer in report.layers if layer.name != "head"]
+    sizes = {"features.0": 8 * 3 * 9, "features.3": 8 * 9, "features.6": 16 * 8}
+    zeros = sum(next(layer.sparsity for layer in body if layer.name == name) * n for name, n in sizes.items())
+    assert zeros / sum(sizes.values()) == pytest.approx(0.6, abs=0.01), "global: 60% of all body weights"
+    assert next(layer for layer in report.layers if layer.name == "head").sparsity == 0, "head left whole"
+    assert report.macs_after == report.macs_before, "dense MACs do not change"
+    assert report.zipped_after < report.zipped_before
+
+
+def test_keras_unstructured_on_branching_model(tmp_path: Path) -> None:
+    import keras
+
+    model = _residual_keras()
+    source = tmp_path / "res.keras"
+    model.save(source)
+    report = prune_model(source, PruneOptions(amount=0.5, method="unstructured", output=tmp_path / "res.sparse.keras"))
+    body = [layer for layer in report.layers if layer.kind != "Dense"]
+    assert all(layer.sparsity > 0 for layer in body)
+    reloaded = keras.models.load_model(report.output, safe_mode=True)
+    kernels = np.concatenate([np.ravel(w) for w in reloaded.get_weights() if w.ndim == 4])
+    assert np.mean(kernels == 0) == pytest.approx(0.5, abs=0.02)
+
+
+def test_keras_structured_refuses_branches_with_reason(tmp_path: Path) -> None:
+    source = tmp_path / "res.keras"
+    _residual_keras().save(source)
+    with pytest.raises(BadInput, match="joins branches"):
+        prune_model(source, PruneOptions(amount=0.5, output=tmp_path / "out.keras"))
+    assert _leftovers(tmp_path) == []
+
+
+def _residual_keras():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.Conv2D(8, 3, padding="same")(x)
+    x = keras.layers.Add()([x, y])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+
+def test_taylor_importance_uses_data(torch_models: dict[str, Path], photos_dir: Path, tmp_path: Path) -> None:
+    recover = RecoverOptions("distill", photos_dir, epochs=1, batch_size=4)
+    options = PruneOptions(amount=0.5, round_to=4, importance="taylor", recover=recover, output=tmp_path / "t.pt2")
+    report = prune_model(torch_models["pt2"], options, TINY_LOAD)
+    assert report.macs_after < report.macs_before and len(report.history) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--amount", "0"], "between 0 and 1"),
+        (["--amount", "1.5"], "between 0 and 1"),
+        (["--amount", "0.3", "--recover", "distill"], "needs images: pass --data"),
+        (["--amount", "0.3", "--data", "/nonexistent/images"], "does not exist"),
+        (["--amount", "0.3", "--ignore", "no.such.layer"], "names no layer"),
+    ],
+)
+def test_cli_bad_options(torch_models: dict[str, Path], args: list[str], message: str) -> None:
+    model = torch_models["pt2"]
+    result = CliRunner().invoke(cli, ["prune", str(model), "--arch", TINY_ARCH, *args])
+    assert result.exit_code == 3, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert _leftovers(model.parent) == []
+
+
+def test_cli_refuses_onnx_input(tmp_path: Path, torch_models: dict[str, Path]) -> None:
+    onnx = convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=tmp_path / "tiny.onnx"))
+    result = CliRunner().invoke(cli, ["prune", str(onnx.output), "--amount", "0.3"])
+    assert result.exit_code == 3 and "pruning needs the framework model" in result.output
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_model_without_prunable_layers(tmp_path: Path) -> None:
+    import torch
+
+    source = tmp_path / "linear.pt2"
+    from tests.tiny_nets import HeadOnly
+
+    torch.export.save(torch.export.export(HeadOnly().eval(), (torch.zeros(1, 3, 2, 2),)), str(source))
+    arch = ["--arch", "tests.tiny_nets:HeadOnly", "--input-shape", "1,3,2,2"]
+    for method in ("--structured", "--unstructured"):
+        result = CliRunner().invoke(cli, ["prune", str(source), "--amount", "0.5", method, *arch])
+        assert result.exit_code == 3, result.output
+        assert "no prunable channels" in result.output or "no Conv2d or Linear layers" in result.output
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_pt2_without_arch_says_how(tmp_path: Path, torch_models: dict[str, Path]) -> None:
+    result = CliRunner().invoke(cli, ["prune", str(torch_models["pt2"]), "--amount", "0.3"])
+    assert result.exit_code == 3 and "--arch" in result.output
+
+
+def test_cli_prunes_and_prints_json(torch_models: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    output = tmp_path / "tiny.p.pt2"
+    args = ["prune", str(torch_models["pt2"]), "--amount", "0.5", "--round-to", "4", "-o", str(output), "--json"]
+    result = CliRunner().invoke(cli, [*args, "--arch", TINY_ARCH])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["macs_after"] < data["macs_before"] and data["options"]["round_to"] == 4 and output.is_file()

@@ -13,6 +13,7 @@ import dataclasses
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from edgekit.preprocess import image_to_tensor
 from edgekit.runtimes import Runner
 
 STAGES = ("capture", "preprocess", "inference", "draw")
+TIMING_WINDOW = 10_000  # frames whose stage timings the summary percentiles cover
 _END = object()
 
 
@@ -118,8 +120,10 @@ class ClassifierLoop:
         self._slot: queue.Queue[Any] = queue.Queue(maxsize=1 if source.live or options.realtime else 4)
         self._out: queue.Queue[Any] = queue.Queue(maxsize=8)
         self.dropped = self.reconnects = 0
-        self.times: dict[str, list[float]] = {stage: [] for stage in STAGES}
-        self.latencies: list[float] = []
+        # Percentiles cover the most recent frames only, so memory stays flat on a loop that runs for days.
+        self.times: dict[str, deque[float]] = {stage: deque(maxlen=TIMING_WINDOW) for stage in STAGES}
+        self.latencies: deque[float] = deque(maxlen=TIMING_WINDOW)
+        self.frames = 0
         self._error: BaseException | None = None
 
     def stop(self, reason: str = "stopped") -> None:
@@ -255,6 +259,7 @@ class ClassifierLoop:
                 self.stop("output error")
             self.times["draw"].append((time.perf_counter() - begin) * 1e3)
             self.latencies.append(result.latency_ms)
+            self.frames += 1
 
     def _summary(self, seconds: float) -> LoopSummary:
         def percentiles(values: list[float]) -> dict[str, float]:
@@ -265,7 +270,7 @@ class ClassifierLoop:
             )
 
         return LoopSummary(
-            frames=len(self.latencies),
+            frames=self.frames,
             seconds=seconds,
             dropped=self.dropped,
             reconnects=self.reconnects,

@@ -28,11 +28,24 @@ from edgekit.cli.options import json_option, load_options, model_argument, prepr
 @load_options
 @preprocessing_options
 @json_option
-def convert_command(model: Path, target: str, as_json: bool, **options: Any) -> None:
+def convert_command(
+    model: Path,
+    target: str,
+    output: Path | None,
+    data: Path | None,
+    load: Any,
+    preprocess: Any,
+    labels_file: Path | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
     """Convert MODEL to ONNX or TFLite, check it against MODEL on real photos, write it with a sidecar."""
-    from edgekit.convert.api import ConvertOptions, convert_model
-    from edgekit.formats import Format
+    from edgekit.recipes.steps import run_single_step
+    from edgekit.recipes.steps.convert import ConvertConfig
     from edgekit.report import print_convert, print_json, progress_printer
 
-    report = convert_model(model, ConvertOptions(target=Format(target), **options), progress_printer(quiet=as_json))
-    print_json(report.to_dict()) if as_json else print_convert(report)
+    outcome = run_single_step(
+        "convert", ConvertConfig(to=target, **options), model, output=output, load=load, preprocess=preprocess,
+        labels=labels_file, data={"validation": data}, progress=progress_printer(quiet=as_json),
+    )  # fmt: skip
+    print_json(outcome.report.to_dict()) if as_json else print_convert(outcome.report)

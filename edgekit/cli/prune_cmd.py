@@ -59,30 +59,33 @@ def prune_command(
     patience: int,
     no_flip: bool,
     ignore: tuple[str, ...],
+    output: Path | None,
     load: Any,
+    preprocess: Any,
     labels_file: Path | None,
     as_json: bool,
     **options: Any,
 ) -> None:
     """Prune MODEL (PyTorch or Keras), optionally train it back, and write a model of the same kind
     with a sidecar recording MACs, params and the recovery history."""
-    from edgekit.convert.api import read_labels
     from edgekit.errors import BadInput
-    from edgekit.prune import PruneOptions, RecoverOptions, prune_model
+    from edgekit.recipes.steps import run_single_step
+    from edgekit.recipes.steps.prune import PruneConfig
     from edgekit.report import print_json, print_prune, progress_printer
 
     if recover and data is None:
         raise BadInput(f"--recover {recover} needs images", fix="pass --data DIR")
-    recovery = None
-    if data is not None:
-        mode = recover or "distill"
-        recovery = RecoverOptions(mode, data, epochs, lr, batch_size, temperature, patience, not no_flip, data_count)
-    settings = PruneOptions(
-        method="structured" if structured else "unstructured",
-        ignore=list(ignore),
-        recover=recovery,
-        labels=read_labels(labels_file),
-        **options,
-    )
-    report = prune_model(model, settings, load, progress_printer(quiet=as_json))
+    mode = (recover or "distill") if data is not None else None
+    config = PruneConfig(
+        method="structured" if structured else "unstructured", ignore=list(ignore), recover=mode, epochs=epochs,
+        lr=lr, batch_size=batch_size, temperature=temperature, patience=patience, data_count=data_count,
+        flip=not no_flip, **options,
+    )  # fmt: skip
+    if data is not None and not data.exists():
+        raise BadInput(f"recovery data {data} does not exist", fix="give a folder of images with --data")
+    outcome = run_single_step(
+        "prune", config, model, output=output, load=load, preprocess=preprocess, labels=labels_file,
+        data={"calibration" if mode == "distill" else "labelled": data}, progress=progress_printer(quiet=as_json),
+    )  # fmt: skip
+    report = outcome.report
     print_json(report.to_dict()) if as_json else print_prune(report)

@@ -79,28 +79,29 @@ def quantize_command(
     budget: str | None,
     per_tensor: bool,
     keep_float: tuple[str, ...],
+    output: Path | None,
+    calib: Path | None,
+    val: Path | None,
+    val_count: int,
+    load: Any,
+    preprocess: Any,
+    labels_file: Path | None,
     as_json: bool,
     **options: Any,
 ) -> None:
     """Quantize MODEL, measure its drift against the float model on held-out images, and write it
     only if it meets --max-drift (exit 1 otherwise, with the per-layer evidence)."""
-    from edgekit.errors import DriftExceeded
-    from edgekit.formats import Format
-    from edgekit.quantize.api import QuantizeOptions, quantize_model
+    from edgekit.recipes.steps import run_single_step
+    from edgekit.recipes.steps.quantize import QuantizeConfig
     from edgekit.report import print_json, print_quantize, progress_printer
-    from edgekit.validate import Limits
 
-    settings = QuantizeOptions(
-        target=Format(target) if target else None,
-        per_channel=not per_tensor,
-        budget=Limits.parse(budget) if budget else None,
-        keep_float=list(keep_float),
-        **options,
+    config = QuantizeConfig(
+        format=target, per_channel=not per_tensor, max_drift=budget, keep_float=list(keep_float), **options
     )
-    report = quantize_model(model, settings, progress_printer(quiet=as_json))
-    print_json(report.to_dict()) if as_json else print_quantize(report)
-    if not report.passed:
-        raise DriftExceeded(
-            f"{model.name} could not meet the drift budget: {'; '.join(report.validation.failures())}",
-            fix="nothing was written; raise --max-float-layers, add calibration images or relax --max-drift",
-        )
+    outcome = run_single_step(
+        "quantize", config, model, output=output, load=load, preprocess=preprocess, labels=labels_file,
+        data={"calibration": calib, "validation": val}, count=val_count, progress=progress_printer(quiet=as_json),
+    )  # fmt: skip
+    print_json(outcome.report.to_dict()) if as_json else print_quantize(outcome.report)
+    if outcome.error is not None:
+        raise outcome.error

@@ -147,14 +147,13 @@ def _taylor_gradients(model: Any, recovery: Any) -> None:
 
 def unstructured_prune(model: Any, amount: float, ignored: list[Any]) -> None:
     """Zero the `amount` smallest-magnitude weights across all Conv2d/Linear layers (global L1)."""
-    torch = import_torch()
+    import_torch()
     from torch.nn.utils import prune as torch_prune
 
     targets = [(m, "weight") for _, m in _prunable(model) if not any(m is i for i in ignored)]
     if not targets:
         raise BadInput("this model has no Conv2d or Linear layers to prune", fix="check --ignore")
     torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=amount)
-    del torch
 
 
 def _make_permanent(model: Any) -> None:

@@ -116,6 +116,8 @@ def _run_step(step: Any, spec: Any, key: str, context: StepContext) -> tuple[Ste
     folder.mkdir(parents=True)
     started = time.perf_counter()
     outcome = step.run(spec.config, context)
+    if outcome.error is not None:
+        raise outcome.error
     seconds = time.perf_counter() - started
     marker = {
         "key": key,

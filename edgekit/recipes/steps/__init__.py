@@ -41,6 +41,12 @@ class StepContext:
     count: int
     recipe: Any  # the Recipe (model options: load, preprocessing, labels)
     progress: Callable[[str], None]
+    output: Path | None = None  # a single-step command's -o (None there: the library's default name)
+    single: bool = False  # True when a command runs this step alone (no run folder)
+
+    def output_for(self, name: str) -> Path | None:
+        """Where the step writes: the command's -o, the library default, or `name` in the run folder."""
+        return self.output if self.single else self.folder / name
 
 
 @dataclasses.dataclass
@@ -49,6 +55,8 @@ class StepOutcome:
 
     output: Path | None = None
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    report: Any = None  # the library's full report (a command prints it)
+    error: Exception | None = None  # set when the step ran but failed its check (printed, then raised)
 
 
 class Step:
@@ -84,6 +92,40 @@ def step_class(name: str) -> type[Step]:
     """The Step class registered under `name`."""
     module_name, _, attribute = STEPS[name].partition(":")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def run_single_step(
+    name: str,
+    config: Any,
+    model: Path,
+    *,
+    output: Path | None = None,
+    load: Any = None,
+    preprocess: Any = None,
+    labels: Path | None = None,
+    data: dict[str, Path | None] | None = None,
+    count: int = 200,
+    device: str = "cpu",
+    progress: Callable[[str], None] = lambda _m: None,
+) -> StepOutcome:
+    """Run one step on `model` as a one-step recipe: the code path of `edgekit convert/quantize/prune`."""
+    from edgekit.loaders import LoadOptions
+    from edgekit.preprocess import PreprocessOverrides
+    from edgekit.recipes import Recipe, StepSpec
+
+    data = data or {}
+    recipe = Recipe(
+        path=Path("<command line>"), name=name, model=str(model), source_format=None,
+        load=load or LoadOptions(), preprocess=preprocess or PreprocessOverrides(), labels=labels,
+        calibration=data.get("calibration"), validation=data.get("validation"), labelled=data.get("labelled"),
+        count=count, device=device, steps=[StepSpec(name, config, 0)], raw={},
+    )  # fmt: skip
+    context = StepContext(
+        source=model, current=model, models=[], folder=model.parent, calibration=recipe.calibration,
+        validation=recipe.validation, labelled=recipe.labelled, device=device, count=count, recipe=recipe,
+        progress=progress, output=output, single=True,
+    )  # fmt: skip
+    return step_class(name)().run(config, context)
 
 
 def deployable(models: list[Path]) -> list[Path]:

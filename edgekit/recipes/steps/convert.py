@@ -18,6 +18,7 @@ class ConvertConfig:
     tolerance: float | None = None
     min_agreement: float | None = None
     check_images: int = 16
+    threads: int | None = None
     input: str = "previous"  # previous: the latest model; source: the recipe's source model
 
 
@@ -52,7 +53,7 @@ class ConvertStep(Step):
         from edgekit.convert.api import ConvertOptions, convert_model
 
         target = Format(config.to)
-        output = context.folder / f"{context.current.name.split('.')[0]}{SUFFIX[target]}"
+        output = context.output_for(f"{context.current.name.split('.')[0]}{SUFFIX[target]}")
         options = ConvertOptions(
             target=target,
             output=output,
@@ -63,6 +64,8 @@ class ConvertStep(Step):
             load=context.recipe.load,
             preprocess=context.recipe.preprocess,
             labels_file=context.recipe.labels,
+            data=context.validation if context.single else None,  # a command's --data; recipes use the photos
+            threads=config.threads,
         )
         report = convert_model(context.current, options, context.progress)
         parity = report.parity
@@ -73,4 +76,5 @@ class ConvertStep(Step):
                 "parity_top1_agreement": min((o.top1_agreement for o in parity.outputs), default=None),
                 "seconds_convert": report.seconds,
             },
+            report,
         )

@@ -26,6 +26,8 @@ class PruneConfig:
     temperature: float = 2.0
     patience: int = 3
     data_count: int | None = None
+    flip: bool = True
+    seed: int = 0
 
 
 class PruneStep(Step):
@@ -60,32 +62,22 @@ class PruneStep(Step):
         return "pruning needs the PyTorch or Keras model, so prune comes before convert and quantize"
 
     def run(self, config: PruneConfig, context: StepContext) -> StepOutcome:
-        """Prune `context.current` into this step's folder."""
+        """Prune `context.current` into this step's folder (or to a command's -o)."""
+        from edgekit.convert.api import read_labels
         from edgekit.prune import PruneOptions, RecoverOptions, default_output, prune_model
 
         recover = None
         if config.recover:
             data = context.calibration if config.recover == "distill" else context.labelled
             recover = RecoverOptions(
-                config.recover,
-                data,
-                config.epochs,
-                config.lr,
-                config.batch_size,
-                config.temperature,
-                config.patience,
-                True,
-                config.data_count,
-            )
+                config.recover, data, config.epochs, config.lr, config.batch_size, config.temperature,
+                config.patience, config.flip, config.data_count,
+            )  # fmt: skip
         options = PruneOptions(
-            amount=config.amount,
-            method=config.method,
-            importance=config.importance,
-            round_to=config.round_to,
-            ignore=list(config.ignore),
-            recover=recover,
-            preprocess=context.recipe.preprocess,
-        )
-        options.output = context.folder / default_output(context.current, options).name
+            amount=config.amount, method=config.method, importance=config.importance, round_to=config.round_to,
+            ignore=list(config.ignore), recover=recover, preprocess=context.recipe.preprocess, seed=config.seed,
+            labels=read_labels(context.recipe.labels),
+        )  # fmt: skip
+        options.output = context.output_for(default_output(context.current, options).name)
         report = prune_model(context.current, options, context.recipe.load, context.progress)
-        return StepOutcome(report.output, report.summary() | {"history": len(report.history)})
+        return StepOutcome(report.output, report.summary() | {"history": len(report.history)}, report)

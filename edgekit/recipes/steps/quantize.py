@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from edgekit.formats import SUFFIX, Family, Format
+from edgekit.formats import SUFFIX, Format
 from edgekit.recipes.steps import Step, StepContext, StepOutcome
 
 
@@ -23,6 +23,8 @@ class QuantizeConfig:
     max_float_layers: int = 16
     keep_float: list = dataclasses.field(default_factory=list)
     calib_count: int = 200
+    seed: int = 0
+    threads: int | None = None
     input: str = "previous"  # previous: the latest model; source: the recipe's source model
 
 
@@ -61,10 +63,10 @@ class QuantizeStep(Step):
 
     @classmethod
     def produces(cls, fmt: Format, config: QuantizeConfig) -> Format:
-        """The chosen format, else ONNX for torch/ONNX sources and TFLite for Keras."""
-        if config.format:
-            return Format(config.format)
-        return Format.TFLITE if fmt.family is Family.KERAS else Format.ONNX
+        """The chosen format, else the library's default (ONNX for torch/ONNX sources, TFLite for Keras)."""
+        from edgekit.quantize.api import default_target
+
+        return Format(config.format) if config.format else default_target(fmt)
 
     def run(self, config: QuantizeConfig, context: StepContext) -> StepOutcome:
         """Quantize `context.current` into this step's folder."""
@@ -75,7 +77,7 @@ class QuantizeStep(Step):
         from edgekit.validate import Limits
 
         target = self.produces(detect_format(context.current), config)
-        output = context.folder / f"{context.current.name.split('.')[0]}.{config.scheme}{SUFFIX[target]}"
+        output = context.output_for(f"{context.current.name.split('.')[0]}.{config.scheme}{SUFFIX[target]}")
         cpu = config.cpu or load_profile(context.device).quantize_cpu or "auto"
         options = QuantizeOptions(
             scheme=config.scheme,
@@ -95,14 +97,17 @@ class QuantizeStep(Step):
             load=context.recipe.load,
             preprocess=context.recipe.preprocess,
             labels_file=context.recipe.labels,
+            seed=config.seed,
+            threads=config.threads,
         )
         report = quantize_model(context.current, options, context.progress)
-        if not report.passed:
-            raise DriftExceeded(
-                f"quantize could not meet max_drift {config.max_drift}: {'; '.join(report.validation.failures())}",
-                fix="raise max_float_layers, add calibration images or relax max_drift",
-            )
         val = report.validation
+        error = None
+        if not report.passed:
+            error = DriftExceeded(
+                f"{context.current.name} could not meet the drift budget: {'; '.join(val.failures())}",
+                fix="nothing was written; raise max_float_layers, add calibration images or relax max_drift",
+            )
         return StepOutcome(
             report.output,
             {
@@ -111,4 +116,6 @@ class QuantizeStep(Step):
                 "speedup_vs_input": report.float_ms / report.quant_ms,
                 "size_ratio_vs_input": report.quant_bytes / report.float_bytes,
             },
+            report,
+            error,
         )

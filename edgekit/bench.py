@@ -121,6 +121,14 @@ def _random_input(spec: Any) -> np.ndarray:
 
 
 def _peak_rss_mb() -> float:
+    # ru_maxrss survives execve, so a worker started from a big parent would report the parent's
+    # peak; Linux's VmHWM belongs to this address space only.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 if sys.platform != "darwin" else peak / 1e6  # KiB on Linux, bytes on macOS
 

@@ -26,7 +26,7 @@ def _pyproject() -> dict:
 def test_every_dependency_has_a_lower_and_upper_bound() -> None:
     project = _pyproject()["project"]
     requirements = list(project["dependencies"])
-    for extra, items in project["optional-dependencies"].items():
+    for _extra, items in project["optional-dependencies"].items():
         requirements += [r for r in items if not r.startswith("edgekit[")]
     loose = [r for r in requirements if not (re.search(r">=|==", r) and re.search(r"<|==", r))]
     assert loose == [] or loose == ["ruff>=0.6"], f"unbounded: {loose}"

@@ -65,7 +65,8 @@ from edgekit.errors import EdgekitError
 from edgekit.formats import detect_format
 from edgekit.runtimes import open_runner
 import numpy as np
-source, cases, work = pathlib.Path(sys.argv[1]), json.loads(pathlib.Path(sys.argv[2]).read_text()), pathlib.Path(sys.argv[3])
+source, work = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])
+cases = json.loads(pathlib.Path(sys.argv[2]).read_text())
 original = bytearray(source.read_bytes())
 clean = crashed = 0
 for index, case in enumerate(cases):

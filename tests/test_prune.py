@@ -196,3 +196,17 @@ def test_cli_prunes_and_prints_json(torch_models: dict[str, Path], tmp_path: Pat
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["macs_after"] < data["macs_before"] and data["options"]["round_to"] == 4 and output.is_file()
+
+
+def test_keras_structured_carries_channels_through_depthwise(keras_models: dict[str, Path], tmp_path: Path) -> None:
+    import keras
+
+    output = tmp_path / "tiny.pruned.keras"
+    report = prune_model(keras_models["keras"], PruneOptions(amount=0.5, round_to=4, output=output))
+    assert [(c.kind, c.channels_before, c.channels_after) for c in report.layers] == [
+        ("Conv2D", 8, 4),
+        ("DepthwiseConv2D", 8, 4),
+        ("Dense", 5, 5),
+    ]
+    pruned = keras.models.load_model(output, safe_mode=True)
+    assert pruned(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 5)

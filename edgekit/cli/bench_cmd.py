@@ -43,15 +43,17 @@ def bench_command(
     """Measure each MODEL on DEVICE in a fresh process (on a board with --remote); several print side by side."""
     import dataclasses
 
-    from edgekit.bench import BenchSettings, Remote, bench_models, bench_remote
+    from edgekit.recipes.steps import run_single_step
+    from edgekit.recipes.steps.bench import BenchConfig
     from edgekit.report import print_bench, print_json, progress_printer, write_bench_csv
 
-    settings = BenchSettings(device, threads, runs, warmup, duration, allow_fallback)
+    config = BenchConfig(
+        runs=runs, warmup=warmup, threads=threads, remote=remote, remote_python=remote_python,
+        ssh_options=list(ssh_option), duration=duration, allow_fallback=allow_fallback,
+    )  # fmt: skip
     progress = progress_printer(quiet=as_json)
-    if remote:
-        results = bench_remote(list(models), settings, Remote(remote, remote_python, list(ssh_option)), progress)
-    else:
-        results = bench_models(list(models), settings, progress)
+    outcome = run_single_step("bench", config, models[0], models=list(models), device=device, progress=progress)
+    results = outcome.report
     if csv_path:
         write_bench_csv(csv_path, results)
     print_json([dataclasses.asdict(r) for r in results]) if as_json else print_bench(results)

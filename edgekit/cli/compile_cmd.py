@@ -21,13 +21,14 @@ def compile_command(model: Path, target: str, out_dir: Path | None, as_json: boo
     CPU, and why), then run edgetpu_compiler when it is installed and summarise its log."""
     import dataclasses
 
-    from edgekit.edgetpu import check_and_compile
     from edgekit.fsutil import check_output_dir
+    from edgekit.recipes.steps import run_single_step
+    from edgekit.recipes.steps.compile import CompileConfig
     from edgekit.report import print_edgetpu, print_json
 
     if out_dir is not None:
         check_output_dir(out_dir / "x")
-    report = check_and_compile(model, out_dir)
+    report = run_single_step("compile", CompileConfig(), model, output=out_dir).report
     if as_json:
         data = dataclasses.asdict(report)
         data.update(tpu_ops=report.tpu_ops, fully_mapped=report.fully_mapped)

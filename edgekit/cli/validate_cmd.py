@@ -45,21 +45,26 @@ def validate_command(
     reference: Path,
     candidate: Path,
     data: Path,
+    count: int | None,
+    labels_csv: Path | None,
     budget: str | None,
-    as_json: bool,
+    load: Any,
+    preprocess: Any,
     labels_file: Path | None,
+    as_json: bool,
     **options: Any,
 ) -> None:
     """Compare CANDIDATE with REFERENCE on the same images; exit 1 when a limit is broken."""
-    from edgekit.convert.api import read_labels
+    from edgekit.recipes.steps import run_single_step
+    from edgekit.recipes.steps.validate import ValidateConfig
     from edgekit.report import print_json, print_validation
-    from edgekit.validate import Limits, enforce, validate_models
 
-    limits = Limits.parse(budget) if budget else Limits()
-    for key in ("min_agreement", "min_top5_agreement", "min_confident_agreement", "max_kl", "max_accuracy_drop"):
-        value = options.pop(key)
-        if value is not None:
-            setattr(limits, key, value)
-    report = validate_models(reference, candidate, data, limits=limits, labels=read_labels(labels_file), **options)
+    config = ValidateConfig(max_drift=budget, labels_csv=str(labels_csv) if labels_csv else None, **options)
+    outcome = run_single_step(
+        "validate", config, reference, models=[candidate], load=load, preprocess=preprocess, labels=labels_file,
+        data={"validation": data}, count=count,
+    )  # fmt: skip
+    report = outcome.report[0]
     print_json(report.to_dict()) if as_json else print_validation(report, f"{candidate.name} vs {reference.name}")
-    enforce(report, candidate.name)
+    if outcome.error is not None:
+        raise outcome.error

@@ -100,11 +100,12 @@ def run_single_step(
     model: Path,
     *,
     output: Path | None = None,
+    models: list[Path] | None = None,
     load: Any = None,
     preprocess: Any = None,
     labels: Path | None = None,
     data: dict[str, Path | None] | None = None,
-    count: int = 200,
+    count: int | None = 200,
     device: str = "cpu",
     progress: Callable[[str], None] = lambda _m: None,
 ) -> StepOutcome:
@@ -121,7 +122,7 @@ def run_single_step(
         count=count, device=device, steps=[StepSpec(name, config, 0)], raw={},
     )  # fmt: skip
     context = StepContext(
-        source=model, current=model, models=[], folder=model.parent, calibration=recipe.calibration,
+        source=model, current=model, models=list(models or []), folder=model.parent, calibration=recipe.calibration,
         validation=recipe.validation, labelled=recipe.labelled, device=device, count=count, recipe=recipe,
         progress=progress, output=output, single=True,
     )  # fmt: skip

@@ -18,6 +18,9 @@ class BenchConfig:
     threads: int | None = None
     remote: str | None = None  # user@host of the board; None: this machine
     remote_python: str = "python3"
+    ssh_options: list = dataclasses.field(default_factory=list)  # e.g. ["Port=2222"]
+    duration: float | None = None  # also run for at least this many seconds
+    allow_fallback: bool = False  # run on the CPU when the device's delegate is missing (and say so)
 
 
 class BenchStep(Step):
@@ -37,12 +40,14 @@ class BenchStep(Step):
         from edgekit.bench import BenchSettings, Remote, bench_models, bench_remote
         from edgekit.errors import BadInput
 
-        models = deployable(context.models)
+        models = context.models if context.single else deployable(context.models)
         if not models:
             raise BadInput("bench: no ONNX or TFLite model to benchmark", fix="add a convert or quantize step first")
-        settings = BenchSettings(device=context.device, threads=config.threads, runs=config.runs, warmup=config.warmup)
+        settings = BenchSettings(
+            context.device, config.threads, config.runs, config.warmup, config.duration, config.allow_fallback
+        )
         if config.remote:
-            remote = Remote(config.remote, python=config.remote_python)
+            remote = Remote(config.remote, config.remote_python, list(config.ssh_options))
             results = bench_remote(models, settings, remote, context.progress)
         else:
             results = bench_models(models, settings, context.progress)
@@ -65,4 +70,5 @@ class BenchStep(Step):
                     for model, r in zip(models, results)
                 },
             },
+            results,
         )

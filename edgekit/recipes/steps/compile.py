@@ -38,7 +38,8 @@ class CompileStep(Step):
 
         if config.require_compiler and shutil.which("edgetpu_compiler") is None:
             raise DeviceUnavailable("compile: edgetpu_compiler is not installed", fix=INSTALL_COMPILER)
-        report = check_and_compile(context.current, context.folder)
+        out_dir = context.output if context.single and context.output else context.folder  # a command's --out-dir
+        report = check_and_compile(context.current, out_dir)
         if config.require_full_mapping and not report.fully_mapped:
             first = report.first_fallback
             raise DriftExceeded(
@@ -55,7 +56,5 @@ class CompileStep(Step):
             "compiled": bool(compiled),
             "notes": report.notes,
         }
-        output = None
-        if compiled:
-            output = context.folder / compiled.rsplit("/", 1)[-1]
-        return StepOutcome(output, metrics)
+        output = out_dir / compiled.rsplit("/", 1)[-1] if compiled else None
+        return StepOutcome(output, metrics, report)

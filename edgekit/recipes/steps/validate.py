@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from edgekit.recipes.steps import Step, StepContext, StepOutcome
@@ -11,12 +12,28 @@ from edgekit.recipes.steps import Step, StepContext, StepOutcome
 
 @dataclasses.dataclass
 class ValidateConfig:
-    """Options of the validate step; limits apply to every model checked."""
+    """Options of the validate step (the same as `edgekit validate`); limits apply to every model."""
 
     min_agreement: float | None = None
+    min_top5_agreement: float | None = None
+    min_confident_agreement: float | None = None
     max_kl: float | None = None
-    max_accuracy_drop: float | None = None  # in points, needs data.labelled
+    max_accuracy_drop: float | None = None  # in points, needs labels (data.labelled or labels_csv)
+    max_drift: str | None = None  # all limits in one spec, e.g. "agreement=0.95,kl=0.05"
     confidence: float = 0.5
+    seed: int = 0
+    labels_csv: str | None = None  # filename,label rows for the validation images
+    threads: int | None = None
+
+    def limits(self) -> Any:
+        """The Limits these options describe (single limits override the spec)."""
+        from edgekit.validate import Limits
+
+        limits = Limits.parse(self.max_drift) if self.max_drift else Limits()
+        for key in ("min_agreement", "min_top5_agreement", "min_confident_agreement", "max_kl", "max_accuracy_drop"):
+            if getattr(self, key) is not None:
+                setattr(limits, key, getattr(self, key))
+        return limits
 
 
 class ValidateStep(Step):
@@ -29,33 +46,41 @@ class ValidateStep(Step):
 
     @classmethod
     def check(cls, config: ValidateConfig, recipe: Any) -> list[str]:
-        """Needs validation data; the accuracy limit needs labelled data."""
+        """Needs validation data; the accuracy limit needs labels; the spec must parse."""
+        from edgekit.errors import EdgekitError
+
         problems = [] if recipe.validation is not None else ["validate: needs data.validation"]
-        if config.max_accuracy_drop is not None and recipe.labelled is None:
-            problems.append("validate: max_accuracy_drop needs data.labelled (class folders)")
+        if config.max_accuracy_drop is not None and recipe.labelled is None and config.labels_csv is None:
+            problems.append("validate: max_accuracy_drop needs data.labelled (class folders) or labels_csv")
+        try:
+            config.limits()
+        except EdgekitError as exc:
+            problems.append(f"validate: max_drift {config.max_drift!r}: {exc.message}")
         return problems
 
     def run(self, config: ValidateConfig, context: StepContext) -> StepOutcome:
-        """Compare each model with the source; raise DriftExceeded naming every model over a limit."""
+        """Compare each model with the source; the outcome's error names every model over a limit."""
         from edgekit.artifact import read_artifact
         from edgekit.errors import DriftExceeded
         from edgekit.runtimes import open_runner
-        from edgekit.validate import Limits, MemoRunner
+        from edgekit.validate import MemoRunner
 
-        limits = Limits(
-            min_agreement=config.min_agreement,
-            max_kl=config.max_kl,
-            max_accuracy_drop=config.max_accuracy_drop,
-        )
+        limits = config.limits()
         metrics: dict[str, Any] = {"models": {}}
-        failures = []
-        with open_runner(read_artifact(context.source), load=context.recipe.load) as opened:
+        reports, failures = [], []
+        with open_runner(read_artifact(context.source), threads=config.threads, load=context.recipe.load) as opened:
             reference = MemoRunner(opened)  # the source runs once per image, not once per candidate
             for model in context.models:
-                failures += self._check(model, config, context, limits, reference, metrics)
+                report = self._check(model, config, context, limits, reference, metrics)
+                reports.append(report)
+                if report.failures():
+                    failures.append(f"{model.name} is over its drift budget: {'; '.join(report.failures())}")
+        error = None
         if failures:
-            raise DriftExceeded(f"validate: {'; '.join(failures)}", fix="loosen the limits or change the steps")
-        return StepOutcome(None, metrics)
+            error = DriftExceeded(
+                " | ".join(failures), fix="loosen the limits or keep more layers in float (--max-drift with quantize)"
+            )
+        return StepOutcome(None, metrics, reports, error)
 
     def _check(
         self,
@@ -65,15 +90,23 @@ class ValidateStep(Step):
         limits: Any,
         reference: Any,
         metrics: dict[str, Any],
-    ) -> list[str]:
-        """Validate one model; record its figures in `metrics`; return its broken limits."""
+    ) -> Any:
+        """Validate one model and record its figures in `metrics`; return its ValidationReport."""
+        from edgekit.convert.api import read_labels
         from edgekit.validate import validate_models
 
         context.progress(f"validating {model.name} against {context.source.name}")
-        common = {"load": context.recipe.load, "preprocess": context.recipe.preprocess, "reference_runner": reference}
+        common = {
+            "load": context.recipe.load,
+            "preprocess": context.recipe.preprocess,
+            "reference_runner": reference,
+            "labels": read_labels(context.recipe.labels),
+            "threads": config.threads,
+        }
         report = validate_models(
-            context.source, model, context.validation, count=context.count, limits=limits,
-            confidence=config.confidence, **common,
+            context.source, model, context.validation, count=context.count, seed=config.seed, limits=limits,
+            confidence=config.confidence, labels_csv=Path(config.labels_csv) if config.labels_csv else None,
+            **common,
         )  # fmt: skip
         entry = {
             "top1_agreement": report.top1_agreement,
@@ -81,6 +114,7 @@ class ValidateStep(Step):
             "confident_images": report.confident_images,
             "mean_kl": report.mean_kl,
             "images": report.images,
+            "accuracy": report.candidate_accuracy,
         }
         if context.labelled is not None:
             labelled = validate_models(context.source, model, context.labelled, **common)
@@ -88,4 +122,4 @@ class ValidateStep(Step):
             report.reference_accuracy = labelled.reference_accuracy
             report.candidate_accuracy = labelled.candidate_accuracy
         metrics["models"][model.name] = entry
-        return [f"{model.name}: {problem}" for problem in report.failures()]
+        return report

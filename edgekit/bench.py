@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import DeviceUnavailable, EdgekitError
+from edgekit.fsutil import size_of
 
 
 @dataclasses.dataclass
@@ -80,12 +81,11 @@ def measure(model: Path, settings: BenchSettings) -> BenchResult:
     for _ in range(settings.warmup):
         runner.infer(feeds)
     times = _timed_runs(runner, feeds, settings)
-    size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) if model.is_dir() else model.stat().st_size
     result = BenchResult(
         model=str(model),
         format=artifact.format.value,
         precision=artifact.precision,
-        size_bytes=size,
+        size_bytes=size_of(model),
         runtime=runner.describe(),
         device=profile.name,
         threads=threads,

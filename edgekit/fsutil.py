@@ -91,11 +91,20 @@ def remove_path(path: Path) -> None:
             path.unlink()
 
 
+def files_of(path: Path) -> list[Path]:
+    """The file itself, or every file in a directory (a SavedModel) in sorted order."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a model file, or of every file in a model directory."""
+    return sum(file.stat().st_size for file in files_of(path))
+
+
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, or of every file in a directory in sorted order."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
+    for file in files_of(path):
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

@@ -13,7 +13,7 @@ from edgekit.artifact import ModelArtifact, lineage_entry
 from edgekit.convert.routes import ConvertJob, find_route
 from edgekit.errors import BadInput
 from edgekit.formats import SUFFIX, Format, detect_format
-from edgekit.fsutil import atomic_path
+from edgekit.fsutil import atomic_path, size_of
 from edgekit.loaders import LoadOptions
 from edgekit.parity import TOLERANCES, ParityReport, check, compare, parity_images
 from edgekit.preprocess import PRESETS, PreprocessOverrides, resolve_preprocessing
@@ -128,8 +128,8 @@ def convert_model(source: Path, options: ConvertOptions, progress: Progress = la
         artifact.format.value,
         options.target.value,
         time.perf_counter() - started,
-        _size(source),
-        output.stat().st_size,
+        size_of(source),
+        size_of(output),
         parity,
         notes,
     )
@@ -181,7 +181,3 @@ def embed_onnx_metadata(path: Path, artifact: ModelArtifact) -> None:
         model.metadata_props.remove(prop)
     model.metadata_props.add(key="edgekit", value=json.dumps(artifact.to_dict()))
     onnx.save(model, str(path))
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size

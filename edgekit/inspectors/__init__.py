@@ -13,6 +13,7 @@ from typing import Any
 
 from edgekit.artifact import ModelArtifact, TensorSpec, read_artifact
 from edgekit.formats import Family
+from edgekit.fsutil import size_of
 from edgekit.loaders import LoadOptions
 from edgekit.runtimes import open_runner
 
@@ -81,5 +82,4 @@ def inspect_model(path: Path, load: LoadOptions | None = None) -> InspectReport:
     with open_runner(artifact, load=load) as runner:
         facts = inspector(artifact, runner)
         inputs, outputs, runtime = runner.inputs(), runner.outputs(), runner.describe()
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-    return InspectReport(path, artifact.format.value, size, runtime, inputs, outputs, facts, artifact)
+    return InspectReport(path, artifact.format.value, size_of(path), runtime, inputs, outputs, facts, artifact)

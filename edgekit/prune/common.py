@@ -10,6 +10,7 @@ from typing import Any
 
 from edgekit.artifact import ModelArtifact, TensorSpec, lineage_entry
 from edgekit.formats import Format
+from edgekit.fsutil import files_of
 from edgekit.preprocess import guess_layout, resolve_preprocessing
 from edgekit.prune import PruneOptions, PruneReport
 from edgekit.prune.recover import RecoveryData, Trainable, evaluate, run_recovery
@@ -62,8 +63,7 @@ def write_sidecar(
 
 def deflated_size(path: Path) -> int:
     """Size of a file (or folder) after zlib compression: what zeroed weights save on disk or download."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     compressor, total = zlib.compressobj(6), 0
-    for file in files:
+    for file in files_of(path):
         total += len(compressor.compress(file.read_bytes()))
     return total + len(compressor.flush())

@@ -13,7 +13,7 @@ from typing import Any
 
 from edgekit.artifact import read_artifact
 from edgekit.errors import BadInput
-from edgekit.fsutil import atomic_path, write_bytes_atomic
+from edgekit.fsutil import atomic_path, size_of, write_bytes_atomic
 
 MARKER = "step.json"
 
@@ -81,8 +81,7 @@ def _source_of(out: Path) -> Path | None:
 
 def _row(path: Path, step: str) -> ArtifactRow:
     artifact = read_artifact(path)
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-    return ArtifactRow(path.name, step, artifact.format.value, artifact.precision, size, _macs(path))
+    return ArtifactRow(path.name, step, artifact.format.value, artifact.precision, size_of(path), _macs(path))
 
 
 def _macs(path: Path) -> int | None:

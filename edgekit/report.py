@@ -253,6 +253,7 @@ def print_prune(report: Any) -> None:
         epochs.add_row("pruned", "", _pct(report.agreement_pruned), _pct(report.accuracy_pruned))
         for record in report.history:
             epochs.add_row(str(record.epoch), f"{record.loss:.4f}", _pct(record.agreement), _pct(record.accuracy))
+        epochs.add_row("written", "", _pct(report.agreement_recovered), _pct(report.accuracy_recovered))
         if report.accuracy_original is not None:
             epochs.add_row("original", "", "", _pct(report.accuracy_original))
         _out.print(epochs)

@@ -132,17 +132,14 @@ class PruneReport:
     zipped_before: int | None = None  # unstructured: deflate-compressed model size
     zipped_after: int | None = None
     agreement_pruned: float | None = None  # held-out top-1 agreement with the original, before recovery
+    agreement_recovered: float | None = None  # ... of the model written (the kept epoch), after recovery
     accuracy_original: float | None = None
     accuracy_pruned: float | None = None
+    accuracy_recovered: float | None = None
     history: list[EpochRecord] = dataclasses.field(default_factory=list)
     holdout_images: int = 0
     seconds: float = 0.0
     note: str | None = None
-
-    @property
-    def agreement_recovered(self) -> float | None:
-        """Held-out agreement of the kept (best) epoch."""
-        return max((r.agreement for r in self.history), default=None) if self.history else None
 
     def summary(self) -> dict[str, Any]:
         """The figures recorded in the sidecar lineage and printed with --json."""
@@ -157,6 +154,7 @@ class PruneReport:
             "agreement_recovered": self.agreement_recovered,
             "accuracy_original": self.accuracy_original,
             "accuracy_pruned": self.accuracy_pruned,
+            "accuracy_recovered": self.accuracy_recovered,
             "holdout_images": self.holdout_images,
             "history": [dataclasses.asdict(r) for r in self.history],
         }

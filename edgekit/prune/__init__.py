@@ -52,6 +52,20 @@ class RecoverOptions:
             raise BadInput(f"--holdout {self.holdout} must be between 0 and 1", fix="e.g. 0.2")
 
 
+def option_errors(amount: float, method: str, importance: str, round_to: int) -> list[BadInput]:
+    """What is wrong with these pruning options (shared by PruneOptions and the recipe's prune step)."""
+    errors = []
+    if not 0 < amount < 1:
+        errors.append(BadInput(f"--amount {amount} must be between 0 and 1 (exclusive)", fix="e.g. --amount 0.3"))
+    if method not in METHODS:
+        errors.append(BadInput(f"method {method!r} is not one of {', '.join(METHODS)}"))
+    if importance not in IMPORTANCES:
+        errors.append(BadInput(f"importance {importance!r} is not one of {', '.join(IMPORTANCES)}"))
+    if round_to < 1:
+        errors.append(BadInput(f"--round-to {round_to} must be at least 1", fix="8, or 16 for VNNI/NEON"))
+    return errors
+
+
 @dataclasses.dataclass
 class PruneOptions:
     """What to prune and how."""
@@ -68,14 +82,9 @@ class PruneOptions:
     preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
 
     def __post_init__(self) -> None:
-        if not 0 < self.amount < 1:
-            raise BadInput(f"--amount {self.amount} must be between 0 and 1 (exclusive)", fix="e.g. --amount 0.3")
-        if self.method not in METHODS:
-            raise BadInput(f"method {self.method!r} is not one of {', '.join(METHODS)}")
-        if self.importance not in IMPORTANCES:
-            raise BadInput(f"importance {self.importance!r} is not one of {', '.join(IMPORTANCES)}")
-        if self.round_to < 1:
-            raise BadInput(f"--round-to {self.round_to} must be at least 1", fix="8, or 16 for VNNI/NEON")
+        errors = option_errors(self.amount, self.method, self.importance, self.round_to)
+        if errors:
+            raise errors[0]
         if self.importance == "taylor" and self.recover is None:
             raise BadInput("Taylor importance needs images to compute gradients on", fix="pass --data DIR")
 

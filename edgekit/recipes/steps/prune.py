@@ -40,14 +40,13 @@ class PruneStep(Step):
 
     @classmethod
     def check(cls, config: PruneConfig, recipe: Any) -> list[str]:
-        """Amount in (0, 1), known method and recovery, and the data recovery needs."""
-        problems = []
-        if not 0 < config.amount < 1:
-            problems.append(f"prune: amount {config.amount} must be between 0 and 1")
-        if config.method not in ("structured", "unstructured"):
-            problems.append(f"prune: method must be structured or unstructured, not {config.method!r}")
-        if config.recover not in (None, "distill", "finetune"):
-            problems.append(f"prune: recover must be distill or finetune, not {config.recover!r}")
+        """The checks PruneOptions makes, a known recovery, and the data recovery needs."""
+        from edgekit.prune import RECOVERY_MODES, option_errors
+
+        errors = option_errors(config.amount, config.method, config.importance, config.round_to)
+        problems = [f"prune: {error.message}" for error in errors]
+        if config.recover is not None and config.recover not in RECOVERY_MODES:
+            problems.append(f"prune: recover must be {' or '.join(RECOVERY_MODES)}, not {config.recover!r}")
         if config.recover == "distill" and recipe.calibration is None:
             problems.append("prune: recover distill needs data.calibration (unlabeled photos)")
         if config.recover == "finetune" and recipe.labelled is None:

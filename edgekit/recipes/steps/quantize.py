@@ -40,11 +40,12 @@ class QuantizeStep(Step):
     def check(cls, config: QuantizeConfig, recipe: Any) -> list[str]:
         """Known scheme, format and budget syntax; calibration data for int8."""
         from edgekit.errors import EdgekitError
+        from edgekit.quantize.common import SCHEMES
         from edgekit.validate import Limits
 
         problems = []
-        if config.scheme not in ("int8", "dynamic", "fp16"):
-            problems.append(f"quantize: scheme must be int8, dynamic or fp16, not {config.scheme!r}")
+        if config.scheme not in SCHEMES:
+            problems.append(f"quantize: scheme must be one of {', '.join(SCHEMES)}, not {config.scheme!r}")
         if config.format not in (None, "onnx", "tflite"):
             problems.append(f"quantize: format must be onnx or tflite, not {config.format!r}")
         if config.max_drift is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 import traceback
 from typing import Any
@@ -92,12 +94,13 @@ class LazyGroup(click.Group):
             ) from exc
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def _os_error_line(exc: OSError) -> str | None:
     """One line for the file-system failures a user can fix (full disk, no permission), else None."""
-    import errno
-
     where = f" writing {exc.filename}" if exc.filename else ""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if exc.errno in _DISK_FULL:
         return f"the disk is full{where} ({exc.strerror}): free space or choose another -o folder"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied{where} ({exc.strerror}): choose a writable -o folder"
@@ -106,16 +109,13 @@ def _os_error_line(exc: OSError) -> str | None:
 
 def _disk_error_in(exc: BaseException) -> OSError | None:
     """The full-disk OSError behind `exc` (its cause chain, or an errno quoted in a wrapped message)."""
-    import errno
-
-    full = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded", errno.EFBIG: "File too large"}
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in full:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
             return seen
-        for code, text in full.items():
+        for code in _DISK_FULL:
             if f"[Errno {code}]" in str(seen):
-                return OSError(code, text)
+                return OSError(code, os.strerror(code))
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -81,8 +81,6 @@ def prune_command(
         lr=lr, batch_size=batch_size, temperature=temperature, patience=patience, data_count=data_count,
         flip=not no_flip, **options,
     )  # fmt: skip
-    if data is not None and not data.exists():
-        raise BadInput(f"recovery data {data} does not exist", fix="give a folder of images with --data")
     outcome = run_single_step(
         "prune", config, model, output=output, load=load, preprocess=preprocess, labels=labels_file,
         data={"calibration" if mode == "distill" else "labelled": data}, progress=progress_printer(quiet=as_json),

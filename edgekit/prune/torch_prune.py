@@ -38,12 +38,11 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
         structured_prune(model, example, options, ignored, recovery)
     else:
         unstructured_prune(model, options.amount, ignored)
-    student = TorchTrainable(model, options.recover.lr if options.recover else 1e-3, recovery)
     report = PruneReport(
         artifact.path, options.output, options, macs_before, _macs(model, example), params_before, _params(model), []
     )
     if recovery is not None:
-        recover(report, student, recovery, options, progress)
+        recover(report, TorchTrainable(model, options.recover.lr, recovery), recovery, options, progress)
     if options.method == "unstructured":
         _make_permanent(model)
     report.layers = [_layer_change(name, module, before[name]) for name, module in _prunable(model)]

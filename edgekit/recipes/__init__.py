@@ -66,7 +66,6 @@ class Recipe:
     count: int
     device: str
     steps: list[StepSpec]
-    raw: dict[str, Any]
 
     def options_for_hash(self) -> dict[str, Any]:
         """The model options that change what every step produces (part of each step's cache key)."""
@@ -158,7 +157,6 @@ class _Checker:
             count=count,
             device=device,
             steps=[],
-            raw=data,
         )
         recipe.steps = self._steps(data.get("steps"), recipe)
         return recipe

@@ -14,8 +14,7 @@ from typing import Any
 from edgekit.artifact import read_artifact
 from edgekit.errors import BadInput
 from edgekit.fsutil import atomic_path, size_of, write_bytes_atomic
-
-MARKER = "step.json"
+from edgekit.recipes.runner import MARKER
 
 
 @dataclasses.dataclass

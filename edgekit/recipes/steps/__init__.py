@@ -119,7 +119,7 @@ def run_single_step(
         path=Path("<command line>"), name=name, model=str(model), source_format=None,
         load=load or LoadOptions(), preprocess=preprocess or PreprocessOverrides(), labels=labels,
         calibration=data.get("calibration"), validation=data.get("validation"), labelled=data.get("labelled"),
-        count=count, device=device, steps=[StepSpec(name, config, 0)], raw={},
+        count=count, device=device, steps=[StepSpec(name, config, 0)],
     )  # fmt: skip
     context = StepContext(
         source=model, current=model, models=list(models or []), folder=model.parent, calibration=recipe.calibration,

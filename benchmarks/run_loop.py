@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -71,24 +72,31 @@ def serial_fps(model: Path, video: Path, frames: int) -> tuple[float, dict[str, 
     return frames / elapsed, {k: float(np.mean(v)) for k, v in stages.items()}
 
 
+def run_looping(
+    model: Path, video: Path, frames: int, on_result: Any, draw: bool = True, threads: int | None = None
+) -> Any:
+    """edgekit's ClassifierLoop over `frames` frames of a looping video; `on_result` sees every frame."""
+    artifact = read_artifact(model)
+    with open_runner(artifact, threads=threads) as runner:
+        source = open_source(str(video), CaptureSettings(loop=True))
+        options = LoopOptions(max_frames=frames, draw=draw)
+        return ClassifierLoop(runner, artifact.preprocessing, artifact.labels, source, options).run(on_result)
+
+
 def edgekit_fps(
     model: Path, video: Path, frames: int, draw: bool = True, threads: int | None = None
 ) -> tuple[float, float]:
     """The pipelined loop (headless, overlay drawn as when recording); returns FPS and RSS growth (MB)."""
-    artifact = read_artifact(model)
     process = psutil.Process()
-    with open_runner(artifact, threads=threads) as runner:
-        loop = ClassifierLoop(
-            runner,
-            artifact.preprocessing,
-            artifact.labels,
-            open_source(str(video), CaptureSettings(loop=True)),
-            LoopOptions(max_frames=frames, draw=draw),
-        )
-        rss = []
-        summary = loop.run(
-            lambda result, frame: rss.append(process.memory_info().rss) if result.index % 500 == 0 else None
-        )
+    rss = []
+    summary = run_looping(
+        model,
+        video,
+        frames,
+        lambda result, frame: rss.append(process.memory_info().rss) if result.index % 500 == 0 else None,
+        draw,
+        threads,
+    )
     growth = (rss[-1] - rss[1]) / 1e6 if len(rss) > 2 else 0.0  # from after warm-up to the end
     return summary.fps, growth
 

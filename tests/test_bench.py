@@ -77,6 +77,20 @@ def test_allow_fallback_says_what_ran(tiny: dict[str, Path]) -> None:
         assert "[fallback:" in results[0].runtime and "unavailable" in results[0].runtime
 
 
+def test_a_provider_that_failed_to_start_is_an_error(tiny: dict[str, Path]) -> None:
+    """onnxruntime retries on the CPU when a requested provider fails to start; edgekit reports it.
+    (No GPU here: the real session below ran on the CPU, and is checked as if CUDA had been asked for.)"""
+    from edgekit.artifact import read_artifact
+    from edgekit.errors import DeviceUnavailable
+    from edgekit.runtimes import open_runner
+
+    with open_runner(read_artifact(tiny["onnx"])) as runner:
+        with pytest.raises(DeviceUnavailable, match="could not start CUDAExecutionProvider"):
+            runner._refuse_silent_fallback(["CUDAExecutionProvider", "CPUExecutionProvider"], False)
+        runner._refuse_silent_fallback(["CUDAExecutionProvider", "CPUExecutionProvider"], True)
+        assert "CUDAExecutionProvider failed to start" in runner.describe()
+
+
 def test_profiles_are_data(tmp_path: Path) -> None:
     names = set(builtin_profiles())
     assert {"cpu", "rpi4", "rpi5", "coral-usb", "coral-devboard", "jetson-orin-nano", "cuda-gpu"} <= names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,9 +37,10 @@ class OnnxRunner(Runner):
         except ImportError as exc:
             raise MissingDependency("running an ONNX model", "onnxruntime", "onnx") from exc
         self._ort = ort
+        self._path = artifact.path
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors reach the user as one edgekit line
         if settings.threads:
             options.intra_op_num_threads = settings.threads
         if not settings.spin:
@@ -45,12 +48,15 @@ class OnnxRunner(Runner):
         self.fallback: str | None = None
         providers = self._providers(settings.device, settings.allow_fallback)
         try:
-            self._session = ort.InferenceSession(str(artifact.path), options, providers=providers)
+            # onnxruntime prints its own retry banner to stdout when a provider fails to start.
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._session = ort.InferenceSession(str(artifact.path), options, providers=providers)
         except Exception as exc:
             first = first_line(exc)
             raise BadInput(
                 f"{artifact.path} could not be opened by onnxruntime ({first})", fix="re-export the model"
             ) from exc
+        self._refuse_silent_fallback(providers, settings.allow_fallback)
         stored = {s.name: s for s in artifact.inputs}
         self._inputs = [self._spec(i, stored.get(i.name)) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o, None) for o in self._session.get_outputs()]
@@ -77,6 +83,20 @@ class OnnxRunner(Runner):
         chosen = [p for p in wanted if p in available]
         return [*chosen, "CPUExecutionProvider"] if "CPUExecutionProvider" not in chosen else chosen
 
+    def _refuse_silent_fallback(self, requested: list[str], allow_fallback: bool) -> None:
+        """onnxruntime quietly retries on the CPU when a provider fails to start, and again when one
+        fails mid-run; turn the first into an error (or a stated fallback) and switch the second off."""
+        self._session.disable_fallback()
+        dropped = [p for p in requested if p not in self._session.get_providers()]
+        if dropped and not allow_fallback:
+            raise DeviceUnavailable(
+                f"onnxruntime could not start {', '.join(dropped)} for this model",
+                fix="check the driver and libraries it needs (run with -v); or pass --allow-fallback "
+                "to run on the CPU and say so",
+            )
+        if dropped:
+            self.fallback = f"{', '.join(dropped)} failed to start, ran on the CPU"
+
     @staticmethod
     def _spec(node, stored: TensorSpec | None) -> TensorSpec:
         shape = [d if isinstance(d, int) else None for d in node.shape]
@@ -94,7 +114,14 @@ class OnnxRunner(Runner):
     def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """Run one batch."""
         named = {spec.name: np.asarray(x, dtype=spec.dtype) for spec, x in zip(self._inputs, feeds)}
-        return [np.asarray(out) for out in self._session.run(None, named)]
+        try:
+            outputs = self._session.run(None, named)
+        except Exception as exc:  # onnxruntime's errors (Fail, InvalidArgument, ...) share no base class
+            raise BadInput(
+                f"onnxruntime could not run {self._path} ({first_line(exc)})",
+                fix="check the input shape the model expects (edgekit inspect), or re-export the model",
+            ) from exc
+        return [np.asarray(out) for out in outputs]
 
     def describe(self) -> str:
         """e.g. 'onnxruntime 1.31.1 (CPUExecutionProvider)'."""

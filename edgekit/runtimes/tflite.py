@@ -96,6 +96,7 @@ class TFLiteRunner(Runner):
     def __init__(self, artifact: ModelArtifact, options: RunnerOptions) -> None:
         self._package, interpreter_class, self._version = find_interpreter()
         self.fallback: str | None = None
+        self._path = artifact.path
         delegates = self._delegates(options.device, options.allow_fallback)
         try:
             with quiet_native_output():  # the runtime announces its XNNPACK delegate on stderr
@@ -160,11 +161,22 @@ class TFLiteRunner(Runner):
         for detail, spec, value in zip(self._in_details, self._inputs, feeds):
             dtype = np.dtype(detail["dtype"])
             value = quantize(value, spec, dtype) if spec.scale else np.asarray(value, dtype=dtype)
-            if tuple(value.shape) != tuple(detail["shape"]):
-                self._interpreter.resize_tensor_input(detail["index"], value.shape)
-                self._interpreter.allocate_tensors()
-            self._interpreter.set_tensor(detail["index"], value)
-        self._interpreter.invoke()
+            try:
+                if tuple(value.shape) != tuple(detail["shape"]):
+                    self._interpreter.resize_tensor_input(detail["index"], value.shape)
+                    self._interpreter.allocate_tensors()
+                self._interpreter.set_tensor(detail["index"], value)
+            except (ValueError, RuntimeError) as exc:
+                raise BadInput(
+                    f"{self._path} cannot take an input of shape {list(value.shape)} ({first_line(exc)})",
+                    fix="check the input shape the model expects (edgekit inspect)",
+                ) from exc
+        try:
+            self._interpreter.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise BadInput(
+                f"the TFLite runtime could not run {self._path} ({first_line(exc)})", fix="re-convert the model"
+            ) from exc
         results = []
         for detail, spec in zip(self._out_details, self._outputs):
             raw = self._interpreter.get_tensor(detail["index"])

@@ -150,7 +150,7 @@ def _read_onnx_metadata(path: Path, fmt: Format) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, TypeError):  # invalid JSON, or bytes that are not UTF-8 in a damaged file
         return None
     return data if isinstance(data, dict) else None
 

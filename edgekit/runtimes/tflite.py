@@ -50,6 +50,8 @@ def graph_interpreter(path: Any) -> Any:
     try:
         interpreter = interpreter_class(model_path=str(path), **options)
         interpreter.allocate_tensors()
+        interpreter.get_tensor_details()  # decodes every name: a damaged file fails here, not in the caller
+        interpreter._get_ops_details()
     except (ValueError, RuntimeError) as exc:
         raise BadInput(f"{path} could not be opened as TFLite ({first_line(exc)})", fix="re-convert the model") from exc
     return interpreter
@@ -107,14 +109,14 @@ class TFLiteRunner(Runner):
                     experimental_delegates=delegates or None,
                 )
                 self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            self._in_details = self._interpreter.get_input_details()  # decodes names: a damaged file fails here
+            self._out_details = self._interpreter.get_output_details()
+        except (ValueError, RuntimeError) as exc:  # UnicodeDecodeError is a ValueError
             first = first_line(exc)
             raise BadInput(
                 f"{artifact.path} could not be opened as TFLite ({first})", fix="re-convert the model"
             ) from exc
         stored = {s.name: s for s in artifact.inputs}
-        self._in_details = self._interpreter.get_input_details()
-        self._out_details = self._interpreter.get_output_details()
         self._inputs = [self._spec(d, stored.get(d["name"])) for d in self._in_details]
         self._outputs = [self._spec(d, None) for d in self._out_details]
 

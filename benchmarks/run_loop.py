@@ -56,7 +56,7 @@ def serial_fps(model: Path, video: Path, frames: int) -> tuple[float, dict[str, 
         tick = started
         for count, frame in enumerate(source.frames(), start=1):
             t1 = time.perf_counter()
-            tensor = image_to_tensor(frame[:, :, ::-1], artifact.preprocessing, spec)
+            tensor = image_to_tensor(frame, artifact.preprocessing, spec, order="BGR")
             t2 = time.perf_counter()
             top = top_k(to_probabilities(runner.infer([tensor])[0]), 3, artifact.labels)
             t3 = time.perf_counter()

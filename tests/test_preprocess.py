@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,31 @@ def test_layouts_hold_the_same_values(rng: np.random.Generator) -> None:
     nhwc = image_to_tensor(image, PRESETS["imagenet"], TensorSpec("x", [1, 32, 32, 3], layout="NHWC"))
     assert nchw.shape == (1, 3, 32, 32) and nhwc.shape == (1, 32, 32, 3)
     np.testing.assert_array_equal(nchw.transpose(0, 2, 3, 1), nhwc)
+
+
+def test_bgr_frames_give_the_rgb_tensor(rng: np.random.Generator) -> None:
+    """Camera frames arrive BGR: order="BGR" must give what the RGB photo gives, for either model order."""
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    for prep in (PRESETS["imagenet"], dataclasses.replace(PRESETS["imagenet"], channel_order="BGR")):
+        for spec in (TensorSpec("x", [1, 3, 16, 16], layout="NCHW"), TensorSpec("x", [1, 16, 16, 3], layout="NHWC")):
+            np.testing.assert_array_equal(
+                image_to_tensor(bgr, prep, spec, order="BGR"), image_to_tensor(rgb, prep, spec)
+            )
+    swapped = image_to_tensor(rgb, dataclasses.replace(PRESETS["unit"], channel_order="BGR"), spec)
+    np.testing.assert_allclose(swapped[0, ..., 0], image_to_tensor(rgb, PRESETS["unit"], spec)[0, ..., 2])
+
+
+def test_center_crop_keeps_the_middle() -> None:
+    """A 40x120 image whose outer thirds are black: the centre crop sees only the white middle."""
+    image = np.zeros((40, 120, 3), np.uint8)
+    image[:, 40:80] = 255
+    tensor = image_to_tensor(
+        image,
+        dataclasses.replace(PRESETS["unit"], resize="center-crop"),
+        TensorSpec("x", [1, 3, 16, 16], layout="NCHW"),
+    )
+    np.testing.assert_allclose(tensor, 1.0)
 
 
 def test_imagenet_normalisation_of_a_grey_pixel() -> None:

@@ -170,8 +170,7 @@ class ClassifierLoop:
         tick = time.perf_counter()
         for frame in self.source.frames():
             captured = time.perf_counter()
-            rgb = frame[:, :, ::-1]
-            tensor = image_to_tensor(rgb, self.prep, spec)
+            tensor = image_to_tensor(frame, self.prep, spec, order="BGR")
             done = time.perf_counter()
             self._put(
                 _Item(index, captured, frame, tensor, (captured - tick) * 1e3, (done - captured) * 1e3),

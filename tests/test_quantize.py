@@ -74,6 +74,32 @@ def test_keras_to_tflite_int8(keras_models: dict[str, Path], crops: dict[str, Pa
     assert report.target == "tflite" and report.validation.top1_agreement >= 0.75
 
 
+def test_tflite_quantization_vectors_are_stored_once(
+    keras_models: dict[str, Path], torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """edgekit's int8 .tflite shares identical zero-point vectors; written out again without sharing
+    (as the converter does), it is bigger, and sharing it gives back a model with identical outputs."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from edgekit.quantize.tflite_compact import same_model, share_identical_vectors
+
+    output = tmp_path / "k.int8.tflite"
+    quantize_model(keras_models["keras"], QuantizeOptions(calib=crops["calib"], output=output, val_count=4))
+    shared = output.read_bytes()
+    builder = flatbuffers.Builder(len(shared))
+    builder.Finish(schema.ModelT.InitFromPackedBuf(bytearray(shared), 0).Pack(builder), file_identifier=b"TFL3")
+    unshared = bytes(builder.Output())
+    assert len(unshared) > len(shared) and same_model(unshared, shared)
+    again = share_identical_vectors(unshared)
+    assert len(again) < len(unshared) and same_model(again, unshared)
+    other = tmp_path / "other.int8.tflite"
+    quantize_model(
+        torch_models["pt2"], QuantizeOptions(target=Format.TFLITE, calib=crops["calib"], output=other, val_count=4)
+    )
+    assert not same_model(shared, other.read_bytes())
+
+
 def test_fp16_and_dynamic(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]) -> None:
     fp16 = quantize_model(tiny_onnx, QuantizeOptions(scheme="fp16", val=crops["val"], output=tmp_path / "h.onnx"))
     assert fp16.validation.top1_agreement == 1.0 and fp16.quant_bytes < fp16.float_bytes

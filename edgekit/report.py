@@ -185,16 +185,16 @@ def print_quantize(report: Any) -> None:
     _out.print(table)
     if len(report.rounds) > 1:
         rounds = Table(title="drift budget: layers kept in float")
+        timed = any(r.speedup is not None for r in report.rounds)
         for column in ("float layers", "top-1 agreement", "confident", "mean KL", "meets budget"):
             rounds.add_column(column)
-        for r in report.rounds:
-            rounds.add_row(
-                str(len(r.float_layers)),
-                _pct(r.top1_agreement),
-                _pct(r.confident_agreement),
-                f"{r.mean_kl:.4f}",
-                "yes" if r.passed else "no",
-            )
+        if timed:
+            rounds.add_column("speed-up vs float")
+        for index, r in enumerate(report.rounds):
+            row = [str(len(r.float_layers)), _pct(r.top1_agreement), _pct(r.confident_agreement), f"{r.mean_kl:.4f}"]
+            row.append(("yes" if r.passed else "no") if r.kept else "under the speed floor: not kept")
+            row[-1] += " (this model)" if index == report.chosen else ""
+            rounds.add_row(*row, *([f"{r.speedup:.2f}x" if r.speedup else ""] if timed else []))
         _out.print(rounds)
     if report.layers:
         layers = Table(title="layers that lose the most to quantization (source-model names)")

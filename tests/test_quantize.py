@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -117,6 +118,22 @@ def test_budget_loop_keeps_layers_float_and_names_them(tiny_onnx: Path, crops: d
     assert [len(r.float_layers) for r in report.rounds] == [0, 1, 2]
     assert report.layers and all(layer.op_type in ("Conv", "Gemm", "MatMul") for layer in report.layers)
     assert any(layer.source_name.startswith(("features", "head")) for layer in report.layers)
+
+
+def test_speed_floor_stops_the_budget_loop(tiny_onnx: Path, crops: dict[str, Path], tmp_path: Path) -> None:
+    """A floor no model can reach: the first round (all int8) is reported, the second is timed, found
+    under the floor and not kept; a floor of ~0 changes nothing."""
+    options = QuantizeOptions(
+        calib=crops["calib"], val=crops["val"], max_float_layers=2, budget=Limits.parse("kl=0"), min_speedup=1000.0
+    )
+    report = quantize_model(tiny_onnx, options)
+    assert [r.kept for r in report.rounds] == [True, False] and report.float_layers == []
+    assert all(r.speedup is not None and 0 < r.speedup < 1000 for r in report.rounds)
+    assert report.validation.top1_agreement == report.rounds[0].top1_agreement
+    loose = quantize_model(tiny_onnx, dataclasses.replace(options, min_speedup=1e-9))
+    assert [len(r.float_layers) for r in loose.rounds] == [0, 1, 2] and all(r.kept for r in loose.rounds)
+    best = max(r.top1_agreement for r in loose.rounds)  # over budget: the closest round is the one reported
+    assert loose.validation.top1_agreement == best == loose.rounds[loose.chosen].top1_agreement
 
 
 def test_quantize_errors(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]) -> None:

@@ -67,6 +67,12 @@ from edgekit.cli.options import json_option, load_options, model_argument, prepr
     show_default=True,
     help="Cap on layers kept in float by --max-drift.",
 )
+@click.option(
+    "--min-speedup",
+    type=click.FloatRange(0, min_open=True),
+    help="With --max-drift: keep no more layers in float once the speed-up over the float model would "
+    "fall below this (e.g. 1.6); each round is timed.",
+)
 @click.option("--keep-float", multiple=True, help="Layer (node/tensor) name to keep in float (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option("--threads", type=click.IntRange(1, 256), help="Runtime threads for validation and timing.")

@@ -49,6 +49,7 @@ class QuantizeOptions:
     io_dtype: str = "float"
     budget: Limits | None = None
     max_float_layers: int = 16
+    min_speedup: float | None = None  # the budget loop keeps no float layer that takes it below this
     keep_float: list[str] = dataclasses.field(default_factory=list)
     seed: int = 0
     threads: int | None = None
@@ -79,6 +80,8 @@ class Round:
     confident_agreement: float | None
     mean_kl: float
     passed: bool
+    speedup: float | None = None  # vs the float model, timed when a speed floor is set
+    kept: bool = True  # False: over the speed floor, so the previous round was kept
 
 
 @dataclasses.dataclass
@@ -98,11 +101,17 @@ class QuantizeReport:
     rounds: list[Round]
     layers: list[LayerDrift]
     warnings: list[str]
+    chosen: int = 0  # the round whose model this is: the first within budget, else the closest
 
     @property
     def passed(self) -> bool:
         """True when the final round met the budget (or no budget was set)."""
         return self.validation.passed
+
+    @property
+    def float_layers(self) -> list[str]:
+        """The layers kept in float in the model reported."""
+        return self.rounds[self.chosen].float_layers if self.rounds else []
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -145,6 +154,12 @@ def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = 
         backend: Backend = BACKENDS[target](source, reference, work, options, prep)
         val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
         report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress)
+        first = report.rounds[0]
+        if options.min_speedup is not None and first.speedup is not None and first.speedup < options.min_speedup:
+            warnings.append(
+                f"with every layer quantized the model runs at {first.speedup:.2f}x the float model's speed, "
+                f"under --min-speedup {options.min_speedup:g}: no layer could be kept in float"
+            )
         report.warnings = warnings
         if report.passed:
             with atomic_path(output) as partial:
@@ -188,12 +203,14 @@ def _budget_loop(
     options: QuantizeOptions,
     progress: Progress,
 ) -> tuple[QuantizeReport, Path]:
-    """Quantize and validate until the budget holds or the cap is hit; the report (not yet written,
-    output None) and the last candidate file."""
+    """Quantize and validate until the budget holds, the cap is hit, or keeping more layers in float
+    would fall under the speed floor; the report (not yet written, output None) and its candidate."""
     float_layers = list(options.keep_float)
     rounds: list[Round] = []
     layers: list[LayerDrift] = []
+    chosen: tuple[int, Path, ValidationReport] | None = None
     ref_artifact = read_artifact(reference)
+    timing_feed = _timing_feed(val, prep)
     with open_runner(ref_artifact, threads=options.threads, load=options.load, spin=False) as ref:
         while True:
             progress(f"quantizing ({options.scheme}, {len(float_layers)} layers kept in float)")
@@ -201,18 +218,29 @@ def _budget_loop(
             with open_runner(ModelArtifact(candidate, backend.format), threads=options.threads, spin=False) as cand:
                 progress(f"validating against the float model on {val.path}")
                 validation = compare_on_data(ref, cand, prep, val)
-                validation.limits = options.budget or Limits()
-                rounds.append(
-                    Round(
-                        list(float_layers),
-                        validation.top1_agreement,
-                        validation.confident_agreement,
-                        validation.mean_kl,
-                        validation.passed,
-                    )
-                )
-                if validation.passed or options.scheme != "int8" or len(float_layers) >= options.max_float_layers:
+            validation.limits = options.budget or Limits()
+            this = Round(
+                list(float_layers),
+                validation.top1_agreement,
+                validation.confident_agreement,
+                validation.mean_kl,
+                validation.passed,
+            )
+            rounds.append(this)
+            if options.min_speedup is not None:
+                progress("timing against the float model (speed floor)")
+                float_ms, quant_ms = alternating_p50(
+                    [ref_artifact, ModelArtifact(candidate, backend.format)], timing_feed, rounds=3, runs=30,
+                    threads=options.threads,
+                )  # fmt: skip
+                this.speedup = float_ms / quant_ms
+                if this.speedup < options.min_speedup and chosen is not None:
+                    this.kept = False
                     break
+            if chosen is None or _closer(validation, chosen[2]):
+                chosen = (len(rounds) - 1, candidate, validation)
+            if validation.passed or options.scheme != "int8" or len(float_layers) >= options.max_float_layers:
+                break
             if not layers:
                 progress("ranking layers by quantization error")
                 layers = backend.layer_drift()
@@ -221,12 +249,10 @@ def _budget_loop(
                 break
             step = max(1, len(float_layers))  # 1, 2, 4, 8, ... layers kept in float
             float_layers += remaining[: min(step, options.max_float_layers - len(float_layers))]
+    index, candidate, validation = chosen
     progress("timing float and quantized models in turns")
-    sample = next(iter(val))
     float_ms, quant_ms = alternating_p50(
-        [ref_artifact, ModelArtifact(candidate, backend.format)],
-        lambda runner: sample.to_tensor(prep, runner.inputs()[0]),
-        threads=options.threads,
+        [ref_artifact, ModelArtifact(candidate, backend.format)], timing_feed, threads=options.threads
     )
     report = QuantizeReport(
         source=source,
@@ -242,8 +268,21 @@ def _budget_loop(
         rounds=rounds,
         layers=layers[:12],
         warnings=[],
+        chosen=index,
     )
     return report, candidate
+
+
+def _closer(new: ValidationReport, best: ValidationReport) -> bool:
+    """Is `new` a better round than `best`: within budget, or else higher top-1 agreement? (More float
+    layers do not always help: on low-confidence images agreement can drop again.)"""
+    return (new.passed, new.top1_agreement, -new.mean_kl) > (best.passed, best.top1_agreement, -best.mean_kl)
+
+
+def _timing_feed(val: DataSource, prep: Any) -> Callable[[Any], Any]:
+    """One validation image as each runner's input, for timing."""
+    sample = next(iter(val))
+    return lambda runner: sample.to_tensor(prep, runner.inputs()[0])
 
 
 def _write_sidecar(
@@ -272,7 +311,7 @@ def _write_sidecar(
     summary = {
         "top1_agreement": report.validation.top1_agreement,
         "mean_kl": report.validation.mean_kl,
-        "float_layers": report.rounds[-1].float_layers,
+        "float_layers": report.float_layers,
         **backend.settings(),
     }
     result.lineage.append(lineage_entry("quantize", source, {"scheme": options.scheme, **summary}))

@@ -21,6 +21,7 @@ class QuantizeConfig:
     io_dtype: str = "float"
     max_drift: str | None = None  # e.g. "0.95" or "agreement=0.95,kl=0.05"
     max_float_layers: int = 16
+    min_speedup: float | None = None  # keep no float layer that takes the speed-up vs float below this
     keep_float: list = dataclasses.field(default_factory=list)
     calib_count: int = 200
     seed: int = 0
@@ -53,6 +54,8 @@ class QuantizeStep(Step):
                 Limits.parse(str(config.max_drift))
             except EdgekitError as exc:
                 problems.append(f"quantize: max_drift {config.max_drift!r}: {exc.message}")
+        if config.min_speedup is not None and config.min_speedup <= 0:
+            problems.append(f"quantize: min_speedup must be above 0, not {config.min_speedup!r}")
         if config.scheme == "int8" and recipe.calibration is None:
             problems.append("quantize: int8 needs data.calibration")
         return problems
@@ -94,6 +97,7 @@ class QuantizeStep(Step):
             io_dtype=config.io_dtype,
             budget=Limits.parse(str(config.max_drift)) if config.max_drift is not None else None,
             max_float_layers=config.max_float_layers,
+            min_speedup=config.min_speedup,
             keep_float=list(config.keep_float),
             load=context.recipe.load,
             preprocess=context.recipe.preprocess,
@@ -113,7 +117,7 @@ class QuantizeStep(Step):
             report.output,
             {
                 "top1_agreement_vs_input": val.top1_agreement,
-                "float_layers": len(report.rounds[-1].float_layers) if report.rounds else 0,
+                "float_layers": len(report.float_layers),
                 "speedup_vs_input": report.float_ms / report.quant_ms,
                 "size_ratio_vs_input": report.quant_bytes / report.float_bytes,
             },

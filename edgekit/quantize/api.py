@@ -81,7 +81,7 @@ class Round:
     mean_kl: float
     passed: bool
     speedup: float | None = None  # vs the float model, timed when a speed floor is set
-    kept: bool = True  # False: over the speed floor, so the previous round was kept
+    kept: bool = True  # False: under the speed floor, so the loop stopped before it
 
 
 @dataclasses.dataclass
@@ -105,7 +105,7 @@ class QuantizeReport:
 
     @property
     def passed(self) -> bool:
-        """True when the final round met the budget (or no budget was set)."""
+        """True when the reported round met the budget (or no budget was set)."""
         return self.validation.passed
 
     @property

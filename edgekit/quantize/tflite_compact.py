@@ -41,10 +41,13 @@ def share_identical_vectors(data: bytes) -> bytes:
                 self.written[key] = super().CreateNumpyVector(array)
             return self.written[key]
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    builder = SharingBuilder(len(data))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    compact = bytes(builder.Output())
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        builder = SharingBuilder(len(data))
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        compact = bytes(builder.Output())
+    except Exception:  # noqa: BLE001 - a layout the schema code cannot rewrite: the converter's file stands
+        return data
     if len(compact) >= len(data) or not same_model(data, compact):
         return data
     return compact

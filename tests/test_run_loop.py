@@ -151,6 +151,103 @@ def test_live_source_is_reconnected_without_leaving_the_loop(tiny_tflite: Path, 
     assert summary.frames == len(results) == 20  # frames kept flowing after the reconnect
 
 
+MJPEG_SERVER = r"""
+import glob, sys, time
+import cv2
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+frames = [cv2.imencode(".jpg", cv2.resize(cv2.imread(p), (320, 240)))[1].tobytes()
+          for p in sorted(glob.glob(sys.argv[2] + "/*.png"))]
+
+class Stream(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        index = 0
+        try:
+            while True:
+                data = frames[index % len(frames)]
+                index += 1
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data))
+                self.wfile.write(data + b"\r\n")
+                time.sleep(1 / 30)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+ThreadingHTTPServer.allow_reuse_address = True
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Stream).serve_forever()
+"""
+
+
+@pytest.mark.slow
+def test_http_stream_server_killed_and_restarted(tiny_tflite: Path, photos_dir: Path) -> None:
+    """A real MJPEG-over-HTTP stream (what IP cameras and mjpg-streamer serve): its server process is
+    killed mid-stream and started again; the loop reconnects with back-off and keeps classifying."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def start_server() -> subprocess.Popen:
+        server = subprocess.Popen([sys.executable, "-c", MJPEG_SERVER, str(port), str(photos_dir)])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    return server
+            time.sleep(0.1)
+        server.kill()
+        raise AssertionError("the MJPEG server did not start")
+
+    servers = [start_server()]
+    artifact = read_artifact(tiny_tflite)
+    results: list = []
+    messages: list[str] = []
+
+    def kill_then_restart() -> None:
+        while len(results) < 15:
+            time.sleep(0.02)
+        servers[0].kill()
+        servers[0].wait()
+        time.sleep(1.0)
+        servers.append(start_server())
+
+    try:
+        source = open_source(f"http://127.0.0.1:{port}/stream.mjpg")
+        assert source.live
+        restarter = threading.Thread(target=kill_then_restart, daemon=True)
+        restarter.start()
+        with open_runner(artifact) as runner:
+            loop = ClassifierLoop(
+                runner,
+                artifact.preprocessing,
+                None,
+                source,
+                LoopOptions(reconnect_delay=0.2, max_frames=45, max_reconnects=20),
+                messages.append,
+            )
+            summary = loop.run(lambda result, frame: results.append(result))
+        restarter.join(timeout=30)
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+    assert len(servers) == 2, "the server was never restarted"
+    assert summary.reconnects >= 1 and summary.frames == 45
+    assert any("stopped delivering frames; reconnecting" in m for m in messages), messages
+    assert summary.stopped_by == "frame limit"
+
+
 def test_open_source_kinds(video: Path, photos_dir: Path) -> None:
     assert open_source(str(video)).live is False
     assert open_source(str(photos_dir)).name == str(photos_dir)

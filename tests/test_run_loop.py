@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -131,21 +132,19 @@ class FlakySource(CaptureSource):
         super().reopen()
 
 
-def test_live_source_is_reconnected_without_leaving_the_loop(tiny_tflite: Path, video: Path) -> None:
-    artifact = read_artifact(tiny_tflite)
-    source = FlakySource(video, fail_after=5)
-    messages: list[str] = []
+def _classify_live(model: Path, source: Any, options: LoopOptions, results: list, messages: list[str]) -> Any:
+    """Run the loop over a live source, collecting every result and log line; its summary."""
+    artifact = read_artifact(model)
     with open_runner(artifact) as runner:
-        loop = ClassifierLoop(
-            runner,
-            artifact.preprocessing,
-            None,
-            source,
-            LoopOptions(reconnect_delay=0.01, max_frames=20),
-            messages.append,
-        )
-        results = []
-        summary = loop.run(lambda result, frame: results.append(result))
+        loop = ClassifierLoop(runner, artifact.preprocessing, None, source, options, messages.append)
+        return loop.run(lambda result, frame: results.append(result))
+
+
+def test_live_source_is_reconnected_without_leaving_the_loop(tiny_tflite: Path, video: Path) -> None:
+    source = FlakySource(video, fail_after=5)
+    results: list = []
+    messages: list[str] = []
+    summary = _classify_live(tiny_tflite, source, LoopOptions(reconnect_delay=0.01, max_frames=20), results, messages)
     assert summary.reconnects == 1 and source.reopened == 1
     assert any("unplugged; reconnecting" in m for m in messages)
     assert summary.frames == len(results) == 20  # frames kept flowing after the reconnect
@@ -210,7 +209,6 @@ def test_http_stream_server_killed_and_restarted(tiny_tflite: Path, photos_dir: 
         raise AssertionError("the MJPEG server did not start")
 
     servers = [start_server()]
-    artifact = read_artifact(tiny_tflite)
     results: list = []
     messages: list[str] = []
 
@@ -227,16 +225,8 @@ def test_http_stream_server_killed_and_restarted(tiny_tflite: Path, photos_dir: 
         assert source.live
         restarter = threading.Thread(target=kill_then_restart, daemon=True)
         restarter.start()
-        with open_runner(artifact) as runner:
-            loop = ClassifierLoop(
-                runner,
-                artifact.preprocessing,
-                None,
-                source,
-                LoopOptions(reconnect_delay=0.2, max_frames=45, max_reconnects=20),
-                messages.append,
-            )
-            summary = loop.run(lambda result, frame: results.append(result))
+        options = LoopOptions(reconnect_delay=0.2, max_frames=45, max_reconnects=20)
+        summary = _classify_live(tiny_tflite, source, options, results, messages)
         restarter.join(timeout=30)
     finally:
         for server in servers:

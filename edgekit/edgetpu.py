@@ -20,7 +20,7 @@ import numpy as np
 
 from edgekit.errors import UnsupportedRoute
 from edgekit.formats import Format, detect_format
-from edgekit.runtimes.tflite import graph_interpreter
+from edgekit.runtimes.tflite import TFLiteGraph, read_graph
 
 # TFLite builtin ops the Edge TPU runs, with the limitation edgekit checks (None: no extra check).
 SUPPORTED_OPS: dict[str, str | None] = {
@@ -113,15 +113,14 @@ def check_model(path: Path) -> EdgeTpuCheck:
             f"{path} is not a TFLite model",
             fix="quantize it first: edgekit quantize MODEL --format tflite --io-dtype uint8 --calib DIR",
         )
-    interpreter = graph_interpreter(path)
-    checks, fallback = _place_ops(interpreter)
-    return EdgeTpuCheck(str(path), checks, fallback, _io_notes(interpreter))
+    graph = read_graph(path)
+    checks, fallback = _place_ops(graph)
+    return EdgeTpuCheck(str(path), checks, fallback, _io_notes(graph.interpreter))
 
 
-def _place_ops(interpreter: Any) -> tuple[list[OpCheck], OpCheck | None]:
+def _place_ops(graph: TFLiteGraph) -> tuple[list[OpCheck], OpCheck | None]:
     """Each op's predicted placement: Edge TPU until the first rule violation, CPU from there on."""
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()
+    interpreter, tensors, ops = graph.interpreter, graph.tensors, graph.ops
     activations = {int(i) for op in ops for i in op["outputs"]} | {d["index"] for d in interpreter.get_input_details()}
     checks: list[OpCheck] = []
     fallback: OpCheck | None = None

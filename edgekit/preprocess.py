@@ -138,7 +138,8 @@ def image_to_tensor(image: np.ndarray, prep: Preprocessing, spec: TensorSpec, or
     # Resize first: reordering channels of the small image is cheap, of a camera frame is not.
     resized = resize_image(image, prep, height, width)
     if order != prep.channel_order:
-        resized = _cv2().cvtColor(resized, _cv2().COLOR_BGR2RGB)  # 10x faster than a [..., ::-1] copy
+        cv2 = _cv2()
+        resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)  # 10x faster than a [..., ::-1] copy
     nchw = (spec.layout or "NCHW") == "NCHW"
     tensor = (resized.transpose(2, 0, 1) if nchw else resized).astype(np.float32, order="C")
     scale, offset = _normalizer(tuple(prep.mean), tuple(prep.std), tensor.shape, nchw)

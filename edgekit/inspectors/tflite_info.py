@@ -11,13 +11,12 @@ import numpy as np
 def inspect_graph(artifact: Any, runner: Any) -> Any:
     """Read parameters, MACs, ops and weight dtypes of a TFLite file."""
     from edgekit.inspectors import GraphFacts
-    from edgekit.runtimes.tflite import graph_interpreter
+    from edgekit.runtimes.tflite import read_graph
 
-    interpreter = graph_interpreter(artifact.path)
-    ops = interpreter._get_ops_details()
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    graph = read_graph(artifact.path)
+    ops, tensors = graph.ops, graph.tensors
     produced = {int(i) for op in ops for i in op["outputs"]}
-    graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+    graph_inputs = {int(d["index"]) for d in graph.interpreter.get_input_details()}
     consumed = {int(i) for op in ops for i in op["inputs"] if int(i) >= 0}
     facts = GraphFacts(ops=Counter(op["op_name"] for op in ops))
     for index in consumed - produced - graph_inputs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib
 import os
 from typing import TYPE_CHECKING, Any
@@ -39,9 +40,18 @@ def find_interpreter() -> tuple[str, Any, str]:
     raise MissingDependency("running a TFLite model", "ai-edge-litert", "tflite")
 
 
-def graph_interpreter(path: Any) -> Any:
-    """An interpreter showing the model's own operators: without XNNPACK, which would replace them
-    by DELEGATE nodes. For reading the graph (inspect, the Edge TPU check), not for timing."""
+@dataclasses.dataclass
+class TFLiteGraph:
+    """A .tflite's own operators and tensors, read once (names decoded, so a damaged file fails here)."""
+
+    interpreter: Any
+    tensors: dict[int, dict[str, Any]]  # tensor index -> the interpreter's tensor details
+    ops: list[dict[str, Any]]
+
+
+def read_graph(path: Any) -> TFLiteGraph:
+    """The model's graph from an interpreter without XNNPACK, which would replace its operators by
+    DELEGATE nodes. For reading the graph (inspect, the Edge TPU check), not for timing."""
     package, interpreter_class, _ = find_interpreter()
     options: dict[str, Any] = {}
     if package != "tensorflow":
@@ -50,11 +60,11 @@ def graph_interpreter(path: Any) -> Any:
     try:
         interpreter = interpreter_class(model_path=str(path), **options)
         interpreter.allocate_tensors()
-        interpreter.get_tensor_details()  # decodes every name: a damaged file fails here, not in the caller
-        interpreter._get_ops_details()
-    except (ValueError, RuntimeError) as exc:
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+        ops = interpreter._get_ops_details()
+    except (ValueError, RuntimeError) as exc:  # UnicodeDecodeError (a damaged name) is a ValueError
         raise BadInput(f"{path} could not be opened as TFLite ({first_line(exc)})", fix="re-convert the model") from exc
-    return interpreter
+    return TFLiteGraph(interpreter, tensors, ops)
 
 
 # The Edge TPU runtime's library name on each platform (pycoral's utils/edgetpu.py uses the same).

@@ -36,7 +36,7 @@ def loop_soak(model: Path, video: Path, frames: int) -> list[tuple[int, float, f
     samples: list[tuple[int, float, float]] = []
     state = {"started": time.perf_counter()}
 
-    def watch(result, _frame) -> None:
+    def watch(result) -> None:
         if result.index % WINDOW == 0:
             now = time.perf_counter()
             fps = WINDOW / (now - state["started"]) if result.index else 0.0

@@ -9,9 +9,16 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-_out = Console(soft_wrap=True)
-_err = Console(stderr=True)
+# Markup off: paths, layer names and runtime notes such as "[fallback: ...]" print as they are.
+_out = Console(soft_wrap=True, markup=False)
+_err = Console(stderr=True, markup=False)
+
+
+def _styled(mark: str, style: str, message: str) -> Text:
+    """`mark` in `style`, then the message as plain text."""
+    return Text.assemble((mark, style), " ", message)
 
 
 def print_json(data: Any) -> None:
@@ -21,7 +28,7 @@ def print_json(data: Any) -> None:
 
 def progress_printer(quiet: bool = False) -> Callable[[str], None]:
     """A callback that prints each long step to stderr (silent with --json)."""
-    return (lambda _: None) if quiet else (lambda message: _err.print(f"[dim]…[/dim] {message}"))
+    return (lambda _: None) if quiet else (lambda message: _err.print(_styled("…", "dim", message)))
 
 
 def human_bytes(count: float) -> str:
@@ -101,9 +108,13 @@ def print_convert(report: Any) -> None:
     _out.print(table)
     notes = ", ".join(f"{k}: {v}" for k, v in report.notes.items())
     _out.print(
-        f"[green]✓[/green] {report.output} ({human_bytes(report.output_bytes)}, from "
-        f"{human_bytes(report.source_bytes)} {report.source_format}) in {report.seconds:.1f}s; "
-        f"parity on {parity.images} real-photo crops: {parity.source_runtime} vs {parity.result_runtime}; {notes}"
+        _styled(
+            "✓",
+            "green",
+            f"{report.output} ({human_bytes(report.output_bytes)}, from "
+            f"{human_bytes(report.source_bytes)} {report.source_format}) in {report.seconds:.1f}s; "
+            f"parity on {parity.images} real-photo crops: {parity.source_runtime} vs {parity.result_runtime}; {notes}",
+        )
     )
 
 
@@ -146,7 +157,7 @@ def validation_table(report: Any, title: str) -> Table:
             f"{_pct(report.candidate_accuracy)} (drop {report.accuracy_drop:.2f} points)",
         )
     for failure in report.failures():
-        table.add_row("[red]over budget[/red]", failure)
+        table.add_row(Text("over budget", style="red"), failure)
     return table
 
 
@@ -206,7 +217,7 @@ def print_quantize(report: Any) -> None:
             layers.add_row(layer.source_name, layer.op_type, layer.node[:40], sqnr, f"{layer.score:.3g}")
         _out.print(layers)
     for warning in report.warnings:
-        _err.print(f"[yellow]warning:[/yellow] {warning}")
+        _err.print(_styled("warning:", "yellow", warning))
     settings = ", ".join(f"{k}={v}" for k, v in report.settings.items() if k != "preset_reason")
     _out.print(f"settings: {settings}")
     if "preset_reason" in report.settings:
@@ -259,8 +270,12 @@ def print_prune(report: Any) -> None:
         _out.print(epochs)
     elif structured:
         _err.print(
-            "[yellow]warning:[/yellow] no recovery: structured pruning without training loses most accuracy; "
-            "add --recover distill --data DIR"
+            _styled(
+                "warning:",
+                "yellow",
+                "no recovery: structured pruning without training loses most accuracy; "
+                "add --recover distill --data DIR",
+            )
         )
     if not structured:
         _out.print(
@@ -313,7 +328,8 @@ def print_loop_summary(summary: Any) -> None:
     """The camera loop's summary, on stderr so that --headless JSON lines stay clean on stdout."""
     table = Table(
         title=f"edgekit run: {summary.frames} frames in {summary.seconds:.1f}s = {summary.fps:.1f} FPS "
-        f"(stopped by {summary.stopped_by})"
+        f"(stopped by {summary.stopped_by})",
+        caption=f"{summary.runtime}, {summary.workers} inference worker(s)",
     )
     for column in ("stage", "p50 ms", "p99 ms"):
         table.add_column(column)
@@ -406,7 +422,7 @@ def print_edgetpu(report: Any) -> None:
     for (op, placement, reason), count in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
         table.add_row(op, str(count), placement, reason)
     _out.print(table)
-    _out.print(("[green]✓[/green] " if report.fully_mapped else "[yellow]![/yellow] ") + verdict)
+    _out.print(_styled("✓", "green", verdict) if report.fully_mapped else _styled("!", "yellow", verdict))
     for note in report.notes:
         _out.print(f"note: {note}")
     if report.compiler:

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from edgekit.cli.main import cli
 from tests.conftest import TINY_ARCH
+from tests.tiny_nets import write_onnx_failing_at_run_time
 
 FORMATS = ["onnx", "tflite", "pt2", "torchscript", "keras", "h5"]
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2", "torchscript": ".pt", "keras": ".keras", "h5": ".h5"}
@@ -226,21 +227,6 @@ def test_unknown_device_profile(good_models: dict[str, Path]) -> None:
 
 def test_model_that_loads_but_fails_when_run(photos_dir: Path, tmp_path: Path) -> None:
     """An ONNX file onnxruntime accepts but cannot execute (a Reshape that only breaks at run time)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])
-    shape = numpy_helper.from_array(np.array([7, -1], np.int64), "shape")
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
-        "broken",
-        [image],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [shape],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    path = tmp_path / "broken.onnx"
-    onnx.save(model, path)
+    path = write_onnx_failing_at_run_time(tmp_path / "broken.onnx")
     code, stderr = _invoke(["classify", path, next(photos_dir.iterdir()), "--preset", "unit"])
     _assert_clean(code, stderr, 3, "onnxruntime could not run")

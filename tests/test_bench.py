@@ -75,6 +75,10 @@ def test_allow_fallback_says_what_ran(tiny: dict[str, Path]) -> None:
     for model, device in (("tflite", "coral-usb"), ("onnx", "cuda-gpu")):
         results = bench_models([tiny[model]], BenchSettings(device=device, runs=3, allow_fallback=True))
         assert "[fallback:" in results[0].runtime and "unavailable" in results[0].runtime
+    # printed as it is (rich markup once swallowed the bracketed note)
+    args = ["bench", str(tiny["tflite"]), "--device", "coral-usb", "--allow-fallback", "--runs", "3"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0 and "[fallback: edgetpu unavailable, ran on the CPU]" in result.stdout
 
 
 def test_a_provider_that_failed_to_start_is_an_error(tiny: dict[str, Path]) -> None:

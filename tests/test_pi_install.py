@@ -1,5 +1,5 @@
 """The Raspberry Pi install: a fresh venv with only `edgekit[pi]` (no torch, no TensorFlow) runs
-`edgekit inspect` and `edgekit classify` on real converted .tflite and .onnx models."""
+`edgekit inspect`, `classify`, `bench` and `run` on real converted .tflite and .onnx models."""
 
 from __future__ import annotations
 
@@ -63,6 +63,18 @@ def test_bench_on_the_device_install(pi_venv: Path, converted: dict[str, Path], 
     result = json.loads(done.stdout)[0]
     assert result["p50_ms"] > 0 and result["load_ms"] > 0 and result["first_ms"] > 0
     assert "torch" not in result["host"]["runtimes"] and "tensorflow" not in result["host"]["runtimes"]
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_run_on_the_device_install(pi_venv: Path, converted: dict[str, Path], photos_dir: Path, fmt: str) -> None:
+    """The camera loop, headless over the photo folder, with only the runtime installed."""
+    done = _run(pi_venv, pi_venv / "bin" / "edgekit", "run", converted[fmt], "--source", photos_dir, "--headless")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    photos = sorted(p.name for p in photos_dir.iterdir() if p.suffix == ".png")
+    assert [line["frame"] for line in lines] == list(range(len(photos)))
+    assert lines[photos.index("chelsea.png")]["top"][0]["label"] == "Egyptian cat"
+    assert "worker(s)" in done.stderr and "FPS" in done.stderr
 
 
 def test_device_install_says_what_is_missing(pi_venv: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,15 @@ from click.testing import CliRunner
 
 from edgekit.artifact import read_artifact
 from edgekit.camera.loop import ClassifierLoop, LoopOptions
+from edgekit.camera.run import WorkerPlan, loop_threads, plan_workers
 from edgekit.camera.sources import CaptureSettings, CaptureSource, SourceLost, open_source
 from edgekit.cli.main import cli
 from edgekit.convert.api import ConvertOptions, convert_model
+from edgekit.devices import load_profile
 from edgekit.formats import Format
 from edgekit.preprocess import image_to_tensor
 from edgekit.runtimes import open_runner
+from tests.tiny_nets import write_onnx_failing_at_run_time
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "china", "flower")
 
@@ -59,22 +63,25 @@ def _run(*args: str) -> tuple[int, list[dict], str]:
     return result.exit_code, lines, result.stderr
 
 
-def test_headless_top1_equals_direct_inference(tiny_tflite: Path, video: Path) -> None:
-    code, lines, stderr = _run(tiny_tflite, "--source", video, "-k", "1")
-    assert code == 0, stderr
-    frames = _decoded_frames(video)
-    assert [line["frame"] for line in lines] == list(range(len(frames))) == list(range(24))
-    artifact = read_artifact(tiny_tflite)
+def _direct_top1(model: Path, video: Path) -> list[int]:
+    """Top-1 of each decoded frame, by the runner alone."""
+    artifact = read_artifact(model)
     with open_runner(artifact) as runner:
-        expected = [
-            int(
-                np.argmax(runner.infer([image_to_tensor(f[:, :, ::-1], artifact.preprocessing, runner.inputs()[0])])[0])
-            )
-            for f in frames
+        spec = runner.inputs()[0]
+        return [
+            int(np.argmax(runner.infer([image_to_tensor(f[:, :, ::-1], artifact.preprocessing, spec)])[0]))
+            for f in _decoded_frames(video)
         ]
-    assert [line["top"][0]["index"] for line in lines] == expected
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_headless_top1_equals_direct_inference(tiny_tflite: Path, video: Path, workers: str) -> None:
+    code, lines, stderr = _run(tiny_tflite, "--source", video, "-k", "1", "--workers", workers)
+    assert code == 0, stderr
+    assert [line["frame"] for line in lines] == list(range(24))  # in order, also when workers overtake each other
+    assert [line["top"][0]["index"] for line in lines] == _direct_top1(tiny_tflite, video)
     assert all(line["latency_ms"] > 0 for line in lines)
-    assert "24 frames" in stderr and "FPS" in stderr
+    assert "24 frames" in stderr and "FPS" in stderr and f"{workers} worker(s)" in stderr
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
@@ -94,6 +101,44 @@ def test_image_folder_single_image_and_limits(tiny_tflite: Path, photos_dir: Pat
     assert code == 0 and len(lines) == 1
     code, lines, stderr = _run(tiny_tflite, "--source", photos_dir, "--loop", "--max-frames", "30")
     assert code == 0 and len(lines) == 30 and "frame limit" in stderr
+
+
+def test_frame_limit_is_exact_with_several_workers(tiny_tflite: Path, video: Path) -> None:
+    code, lines, stderr = _run(tiny_tflite, "--source", video, "--loop", "--workers", "3", "--max-frames", "50")
+    assert code == 0 and "frame limit" in stderr
+    assert [line["frame"] for line in lines] == list(range(50))
+
+
+def test_worker_plan(tiny_tflite: Path, torch_models: dict[str, Path], video: Path) -> None:
+    """Files: one single-threaded worker per core; live sources, --realtime, accelerators, source models: one."""
+    cores = os.cpu_count() or 1
+    tflite, cpu, coral = read_artifact(tiny_tflite), load_profile("cpu"), load_profile("coral-usb")
+    file_source, live_source = open_source(str(video)), FlakySource(video, fail_after=100)
+    assert plan_workers(tflite, file_source, LoopOptions(), cpu) == WorkerPlan(cores, 1)
+    assert plan_workers(tflite, live_source, LoopOptions(), cpu) == WorkerPlan(1, loop_threads())
+    assert plan_workers(tflite, file_source, LoopOptions(realtime=True), cpu) == WorkerPlan(1, loop_threads())
+    assert plan_workers(tflite, file_source, LoopOptions(), coral) == WorkerPlan(1, 1)
+    assert plan_workers(read_artifact(torch_models["pt2"]), file_source, LoopOptions(), cpu).workers == 1
+    assert plan_workers(tflite, live_source, LoopOptions(), cpu, workers=2, threads=3) == WorkerPlan(2, 3)
+    assert plan_workers(tflite, file_source, LoopOptions(), cpu, workers=4) == WorkerPlan(4, max(1, cores // 4))
+    file_source.close()
+    live_source.close()
+
+
+def test_device_is_required_unless_fallback_is_allowed(tiny_tflite: Path, video: Path) -> None:
+    code, lines, stderr = _run(tiny_tflite, "--source", video, "--device", "coral-usb")
+    assert code == 5 and not lines and "Traceback" not in stderr
+    assert "edgetpu delegate cannot be loaded" in stderr and "--allow-fallback" in stderr
+    code, lines, stderr = _run(tiny_tflite, "--source", video, "--device", "coral-usb", "--allow-fallback")
+    assert code == 0 and len(lines) == 24 and "[fallback: edgetpu unavailable" in stderr
+    code, _, stderr = _run(tiny_tflite, "--source", video, "--device", "cuda-gpu")
+    assert code == 6 and "runs onnxruntime models" in stderr
+
+
+def test_inference_error_in_any_worker_is_one_line(photos_dir: Path, tmp_path: Path) -> None:
+    broken = write_onnx_failing_at_run_time(tmp_path / "broken.onnx")
+    code, lines, stderr = _run(broken, "--source", photos_dir, "--preset", "unit", "--workers", "3")
+    assert code == 3 and not lines and "onnxruntime could not run" in stderr and "Traceback" not in stderr
 
 
 def test_missing_camera_is_one_clear_line(tiny_tflite: Path) -> None:
@@ -136,7 +181,7 @@ def _classify_live(model: Path, source: Any, options: LoopOptions, results: list
     """Run the loop over a live source, collecting every result and log line; its summary."""
     artifact = read_artifact(model)
     with open_runner(artifact) as runner:
-        loop = ClassifierLoop(runner, artifact.preprocessing, None, source, options, messages.append)
+        loop = ClassifierLoop([runner], artifact.preprocessing, None, source, options, messages.append)
         return loop.run(lambda result, frame: results.append(result))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -52,3 +54,24 @@ class HeadOnly(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits."""
         return self.head(torch.flatten(x, 1))
+
+
+def write_onnx_failing_at_run_time(path: Path) -> Path:
+    """An ONNX file onnxruntime accepts but cannot execute (a Reshape that only breaks at run time)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])
+    shape = numpy_helper.from_array(np.array([7, -1], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "broken",
+        [image],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.save(model, path)
+    return path

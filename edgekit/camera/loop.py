@@ -1,10 +1,15 @@
 """The live classifier loop, pipelined in three stages that overlap:
 
-  capture + preprocess (thread)  ->  inference (caller's thread)  ->  overlay, record, report (thread)
+  capture + preprocess (thread)  ->  inference (caller's thread, plus one thread per extra runner)
+                                 ->  overlay, record, report (thread, results back in frame order)
 
 Live sources keep only the newest frame (no stale-frame latency build-up; older ones count as
 dropped); files deliver every frame unless `realtime`. A live source that fails is reopened with
 back-off; Ctrl-C, SIGTERM or the frame/time limit end the loop cleanly with a finished recording.
+
+Several runners are inference workers that take frames in turn (OpenVINO's throughput streams):
+on a small CPU, workers of one thread each keep every core busy where one multi-threaded
+interpreter waits on its slowest thread whenever capture takes a core.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +75,8 @@ class FrameResult:
 class LoopSummary:
     """Printed at exit."""
 
+    runtime: str
+    workers: int
     frames: int
     seconds: float
     dropped: int
@@ -95,20 +102,32 @@ class _Item:
     preprocess_ms: float
 
 
+@dataclasses.dataclass
+class _Done:
+    order: int  # the order inference workers took frames in, which is the order results are reported in
+    item: _Item
+    result: FrameResult
+
+
 class ClassifierLoop:
-    """Runs a model over a frame source; call `run(on_result)`; `stop()` may be called from any thread."""
+    """Runs a model over a frame source; call `run(on_result)`; `stop()` may be called from any thread.
+
+    `runners` are opened copies of one model, one per inference worker.
+    """
 
     def __init__(
         self,
-        runner: Runner,
+        runners: Sequence[Runner],
         prep: Preprocessing,
         labels: list[str] | None,
         source: FrameSource,
         options: LoopOptions,
         log: Callable[[str], None] = lambda _: None,
     ) -> None:
-        self.runner, self.prep, self.labels, self.source, self.options, self.log = (
-            runner,
+        if not runners:
+            raise ValueError("the loop needs at least one runner")
+        self.runners, self.prep, self.labels, self.source, self.options, self.log = (
+            list(runners),
             prep,
             labels,
             source,
@@ -125,6 +144,9 @@ class ClassifierLoop:
         self.latencies: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.frames = 0
         self._error: BaseException | None = None
+        self._take = threading.Lock()  # frames are taken and numbered under it, so order is kept
+        self._taken = 0
+        self._recent: deque[float] = deque(maxlen=30)  # when the last results were reported, for the FPS shown
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the loop to finish (signal handlers call this)."""
@@ -136,12 +158,18 @@ class ClassifierLoop:
         producer = threading.Thread(target=self._produce, name="edgekit-capture", daemon=True)
         consumer = threading.Thread(target=self._consume, args=(on_result,), name="edgekit-output", daemon=True)
         started = time.perf_counter()
-        producer.start()
-        consumer.start()
+        helpers = [
+            threading.Thread(target=self._helper, args=(runner, started), name=f"edgekit-infer-{n}", daemon=True)
+            for n, runner in enumerate(self.runners[1:], start=1)
+        ]
+        for thread in (producer, consumer, *helpers):
+            thread.start()
         try:
-            self._infer(started)
+            self._infer(self.runners[0], started)
         finally:
             self._stop.set()
+            for helper in helpers:
+                helper.join()
             self._out.put(_END)
             consumer.join()
             producer.join(timeout=5)
@@ -166,7 +194,7 @@ class ClassifierLoop:
             self._put(_END, block=True)
 
     def _capture_frames(self, index: int) -> int:
-        spec = self.runner.inputs()[0]
+        spec = self.runners[0].inputs()[0]
         tick = time.perf_counter()
         for frame in self.source.frames():
             captured = time.perf_counter()
@@ -214,51 +242,82 @@ class ClassifierLoop:
                     except queue.Empty:
                         pass
 
-    def _infer(self, started: float) -> None:
-        options, frames = self.options, 0
+    def _helper(self, runner: Runner, started: float) -> None:
+        try:
+            self._infer(runner, started)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            self._error = self._error or exc
+            self.stop("inference error")
+
+    def _take_next(self) -> tuple[int, _Item] | None:
+        """The next frame and its place in the output order; None when the source has ended or the loop stops."""
         while not self._stop.is_set():
-            try:
-                item = self._slot.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
+            with self._take:
+                if self._stop.is_set():  # set while this worker waited for the lock
+                    return None
+                try:
+                    item = self._slot.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    self._slot.put(_END)  # for the other workers; the producer has finished, so there is room
+                    return None
+                order, self._taken = self._taken, self._taken + 1
+                limit = self.options.max_frames
+                if limit is not None and self._taken >= limit:
+                    self.stop("frame limit")
+                return order, item
+        return None
+
+    def _infer(self, runner: Runner, started: float) -> None:
+        options = self.options
+        while (taken := self._take_next()) is not None:
+            order, item = taken
             begin = time.perf_counter()
-            scores = self.runner.infer([item.tensor])[0]
+            scores = runner.infer([item.tensor])[0]
             probabilities = to_probabilities(scores)
             done = time.perf_counter()
             top = [p for p in top_k(probabilities, options.top_k, self.labels) if p.probability >= options.threshold]
             self.times["capture"].append(item.capture_ms)
             self.times["preprocess"].append(item.preprocess_ms)
             self.times["inference"].append((done - begin) * 1e3)
-            self._out.put((item, FrameResult(item.index, item.captured, top, (done - item.captured) * 1e3)))
-            frames += 1
-            if options.max_frames is not None and frames >= options.max_frames:
-                self.stop("frame limit")
-            elif options.duration is not None and time.perf_counter() - started >= options.duration:
+            result = FrameResult(item.index, item.captured, top, (done - item.captured) * 1e3)
+            self._out.put(_Done(order, item, result))
+            if options.duration is not None and time.perf_counter() - started >= options.duration:
                 self.stop("time limit")
 
     def _consume(self, on_result: Callable[[FrameResult, np.ndarray | None], None]) -> None:
-        from edgekit.camera.overlay import draw_overlay
-
-        recent: list[float] = []
+        waiting: dict[int, _Done] = {}  # results that overtook an earlier frame on another worker
+        expected = 0
         while True:
             entry = self._out.get()
             if entry is _END:
+                for order in sorted(waiting):  # gaps only after a worker failed
+                    self._report(waiting[order], on_result)
                 return
-            item, result = entry
-            begin = time.perf_counter()
-            recent = [*recent[-29:], begin]
-            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
-            frame = draw_overlay(item.frame, result.top, fps, result.latency_ms) if self.options.draw else None
-            try:
-                on_result(result, frame)
-            except BaseException as exc:  # noqa: BLE001 - e.g. a broken pipe on stdout: stop, report
-                self._error = exc
-                self.stop("output error")
-            self.times["draw"].append((time.perf_counter() - begin) * 1e3)
-            self.latencies.append(result.latency_ms)
-            self.frames += 1
+            waiting[entry.order] = entry
+            while expected in waiting:
+                self._report(waiting.pop(expected), on_result)
+                expected += 1
+
+    def _report(self, done: _Done, on_result: Callable[[FrameResult, np.ndarray | None], None]) -> None:
+        """Overlay (when drawing), hand the result on, and count it."""
+        from edgekit.camera.overlay import draw_overlay
+
+        item, result = done.item, done.result
+        begin = time.perf_counter()
+        self._recent.append(begin)
+        recent = self._recent
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
+        frame = draw_overlay(item.frame, result.top, fps, result.latency_ms) if self.options.draw else None
+        try:
+            on_result(result, frame)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a broken pipe on stdout: stop, report
+            self._error = exc
+            self.stop("output error")
+        self.times["draw"].append((time.perf_counter() - begin) * 1e3)
+        self.latencies.append(result.latency_ms)
+        self.frames += 1
 
     def _summary(self, seconds: float) -> LoopSummary:
         def percentiles(values: list[float]) -> dict[str, float]:
@@ -269,6 +328,8 @@ class ClassifierLoop:
             )
 
         return LoopSummary(
+            runtime=self.runners[0].describe(),
+            workers=len(self.runners),
             frames=self.frames,
             seconds=seconds,
             dropped=self.dropped,

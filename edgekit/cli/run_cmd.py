@@ -30,7 +30,16 @@ from edgekit.cli.options import model_argument, preprocessing_options
 @click.option("--height", type=int, help="Camera height.")
 @click.option("--fps", type=float, help="Camera frame rate.")
 @click.option("--fourcc", help="Camera pixel format, e.g. MJPG or YUYV.")
-@click.option("--threads", type=click.IntRange(1, 256), help="Inference threads.")
+@click.option("--device", default="cpu", show_default=True, help="Device profile name (edgekit devices) or .yaml file.")
+@click.option(
+    "--allow-fallback", is_flag=True, help="Run on the CPU when the device's delegate is missing (and say so)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Inference workers taking frames in turn (default: one per core for files and folders, 1 for live sources).",
+)
+@click.option("--threads", type=click.IntRange(1, 256), help="Inference threads per worker.")
 @preprocessing_options
 def run_command(
     model: Path,
@@ -38,6 +47,9 @@ def run_command(
     headless: bool,
     display: bool,
     threads: int | None,
+    workers: int | None,
+    device: str,
+    allow_fallback: bool,
     labels_file: Path | None,
     preprocess: Any,
     width: int | None,
@@ -74,6 +86,9 @@ def run_command(
             capture=CaptureSettings(width, height, fps, fourcc, loop_file),
             display=show,
             threads=threads,
+            workers=workers,
+            device=device,
+            allow_fallback=allow_fallback,
             preprocess=preprocess,
             labels=read_labels(labels_file),
             log=progress_printer(),

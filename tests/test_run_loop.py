@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -233,8 +236,6 @@ def test_http_stream_server_killed_and_restarted(tiny_tflite: Path, photos_dir: 
     """A real MJPEG-over-HTTP stream (what IP cameras and mjpg-streamer serve): its server process is
     killed mid-stream and started again; the loop reconnects with back-off and keeps classifying."""
     import socket
-    import subprocess
-    import sys
     import threading
     import time
 
@@ -286,3 +287,38 @@ def test_http_stream_server_killed_and_restarted(tiny_tflite: Path, photos_dir: 
 def test_open_source_kinds(video: Path, photos_dir: Path) -> None:
     assert open_source(str(video)).live is False
     assert open_source(str(photos_dir)).name == str(photos_dir)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_the_loop_with_summary_and_playable_recording(
+    tiny_tflite: Path, video: Path, tmp_path: Path, signum: int
+) -> None:
+    """Ctrl-C or SIGTERM mid-run (a looping file, two workers): exit 0, the summary, a recording that plays
+    with as many frames as were reported, and no temporary file left beside it."""
+    out = tmp_path / "annotated.mp4"
+    args = [sys.executable, "-m", "edgekit", "run", str(tiny_tflite), "--source", str(video), "--loop"]
+    args += ["--headless", "--workers", "2", "--record", str(out)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(40)]  # the loop is running and has written frames
+    process.send_signal(signum)
+    rest, stderr = process.communicate(timeout=60)
+    lines += rest.splitlines()
+    reported = [json.loads(line) for line in lines if line.startswith("{")]
+    assert process.returncode == 0, stderr
+    assert "stopped by interrupted" in stderr and "Traceback" not in stderr
+    assert [line["frame"] for line in reported] == list(range(len(reported)))
+    assert len(_decoded_frames(out)) == len(reported) >= 40
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_closed_stdout_ends_the_loop_quietly(tiny_tflite: Path, video: Path) -> None:
+    """`edgekit run ... --headless | head -3`: the reader goes away; no traceback, the loop stops."""
+    args = [sys.executable, "-m", "edgekit", "run", str(tiny_tflite), "--source", str(video), "--loop", "--headless"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    first = [process.stdout.readline() for _ in range(3)]
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 0
+    assert all(line.startswith("{") for line in first) and "Traceback" not in stderr

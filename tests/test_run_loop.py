@@ -322,3 +322,17 @@ def test_closed_stdout_ends_the_loop_quietly(tiny_tflite: Path, video: Path) -> 
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 0
     assert all(line.startswith("{") for line in first) and "Traceback" not in stderr
+
+
+def test_results_are_handled_on_the_callers_thread(tiny_tflite: Path, video: Path) -> None:
+    """Overlay, recording and the window run where `run` was called (inference on worker threads):
+    OpenCV's Qt and Cocoa windows only work from the main thread."""
+    import threading
+
+    artifact = read_artifact(tiny_tflite)
+    handled = set()
+    with open_runner(artifact) as first, open_runner(artifact) as second:
+        loop = ClassifierLoop([first, second], artifact.preprocessing, None, open_source(str(video)), LoopOptions())
+        summary = loop.run(lambda result, frame: handled.add(threading.current_thread()))
+    assert summary.frames == 24 and summary.workers == 2
+    assert handled == {threading.current_thread()}

@@ -1,7 +1,10 @@
 """The live classifier loop, pipelined in three stages that overlap:
 
-  capture + preprocess (thread)  ->  inference (caller's thread, plus one thread per extra runner)
-                                 ->  overlay, record, report (thread, results back in frame order)
+  capture + preprocess (thread)  ->  inference (one thread per runner)
+                                 ->  overlay, record, display, report (the caller's thread, in frame order)
+
+The output stage runs on the caller's thread because GUI toolkits (OpenCV's Qt and Cocoa windows)
+only work from the main thread.
 
 Live sources keep only the newest frame (no stale-frame latency build-up; older ones count as
 dropped); files deliver every frame unless `realtime`. A live source that fails is reopened with
@@ -146,6 +149,8 @@ class ClassifierLoop:
         self._error: BaseException | None = None
         self._take = threading.Lock()  # frames are taken and numbered under it, so order is kept
         self._taken = 0
+        self._working = len(self.runners)  # inference workers still running; the last one ends the output
+        self._output_done = threading.Event()  # nobody takes results any more
         self._recent: deque[float] = deque(maxlen=30)  # when the last results were reported, for the FPS shown
 
     def stop(self, reason: str = "stopped") -> None:
@@ -154,24 +159,23 @@ class ClassifierLoop:
         self._stop.set()
 
     def run(self, on_result: Callable[[FrameResult, np.ndarray | None], None]) -> LoopSummary:
-        """Classify frames until the source ends or a limit or stop() is reached."""
+        """Classify frames until the source ends or a limit or stop() is reached; `on_result` (and any
+        window it shows) runs on this thread."""
         producer = threading.Thread(target=self._produce, name="edgekit-capture", daemon=True)
-        consumer = threading.Thread(target=self._consume, args=(on_result,), name="edgekit-output", daemon=True)
         started = time.perf_counter()
-        helpers = [
-            threading.Thread(target=self._helper, args=(runner, started), name=f"edgekit-infer-{n}", daemon=True)
-            for n, runner in enumerate(self.runners[1:], start=1)
+        workers = [
+            threading.Thread(target=self._work, args=(runner, started), name=f"edgekit-infer-{n}", daemon=True)
+            for n, runner in enumerate(self.runners)
         ]
-        for thread in (producer, consumer, *helpers):
+        for thread in (producer, *workers):
             thread.start()
         try:
-            self._infer(self.runners[0], started)
+            self._consume(on_result)
         finally:
+            self._output_done.set()
             self._stop.set()
-            for helper in helpers:
-                helper.join()
-            self._out.put(_END)
-            consumer.join()
+            for worker in workers:
+                worker.join()
             producer.join(timeout=5)
             self.source.close()
         if self._error is not None:
@@ -242,12 +246,28 @@ class ClassifierLoop:
                     except queue.Empty:
                         pass
 
-    def _helper(self, runner: Runner, started: float) -> None:
+    def _work(self, runner: Runner, started: float) -> None:
+        """One inference worker; the last to finish tells the output stage that no more results come."""
         try:
             self._infer(runner, started)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
             self._error = self._error or exc
             self.stop("inference error")
+        finally:
+            with self._take:
+                self._working -= 1
+                last = self._working == 0
+            if last:
+                self._hand_on(_END)
+
+    def _hand_on(self, entry: Any) -> None:
+        """Queue a result for the output stage, unless that stage has already ended."""
+        while not self._output_done.is_set():
+            try:
+                self._out.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _take_next(self) -> tuple[int, _Item] | None:
         """The next frame and its place in the output order; None when the source has ended or the loop stops."""
@@ -282,7 +302,7 @@ class ClassifierLoop:
             self.times["preprocess"].append(item.preprocess_ms)
             self.times["inference"].append((done - begin) * 1e3)
             result = FrameResult(item.index, item.captured, top, (done - item.captured) * 1e3)
-            self._out.put(_Done(order, item, result))
+            self._hand_on(_Done(order, item, result))
             if options.duration is not None and time.perf_counter() - started >= options.duration:
                 self.stop("time limit")
 

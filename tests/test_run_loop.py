@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from edgekit.artifact import read_artifact
 from edgekit.camera.loop import ClassifierLoop, LoopOptions
-from edgekit.camera.run import WorkerPlan, loop_threads, plan_workers
+from edgekit.camera.run import WorkerPlan, loop_threads, open_workers, plan_workers
 from edgekit.camera.sources import CaptureSettings, CaptureSource, SourceLost, open_source
 from edgekit.cli.main import cli
 from edgekit.convert.api import ConvertOptions, convert_model
@@ -37,6 +37,12 @@ def tiny_tflite(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPath
     return convert_model(
         torch_models["pt2"], ConvertOptions(target=Format.TFLITE, output=output, check_images=2)
     ).output
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("run") / "tiny.onnx"
+    return convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=2)).output
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +110,21 @@ def test_image_folder_single_image_and_limits(tiny_tflite: Path, photos_dir: Pat
     assert code == 0 and len(lines) == 1
     code, lines, stderr = _run(tiny_tflite, "--source", photos_dir, "--loop", "--max-frames", "30")
     assert code == 0 and len(lines) == 30 and "frame limit" in stderr
+
+
+def test_onnx_workers_share_one_session_tflite_workers_do_not(tiny_onnx: Path, tiny_tflite: Path, video: Path) -> None:
+    """onnxruntime sessions take concurrent calls, so workers share one (the weights load once); TFLite
+    interpreters do not, so each worker opens its own. Results match direct inference either way."""
+    import contextlib
+
+    plan, cpu = WorkerPlan(workers=3, threads=1), load_profile("cpu")
+    for model, distinct in ((tiny_onnx, 1), (tiny_tflite, 3)):
+        with contextlib.ExitStack() as stack:
+            runners = open_workers(stack, read_artifact(model), plan, cpu, allow_fallback=False)
+            assert len(runners) == 3 and len({id(r) for r in runners}) == distinct
+        code, lines, stderr = _run(model, "--source", video, "-k", "1", "--workers", "3")
+        assert code == 0, stderr
+        assert [line["top"][0]["index"] for line in lines] == _direct_top1(model, video)
 
 
 def test_frame_limit_is_exact_with_several_workers(tiny_tflite: Path, video: Path) -> None:

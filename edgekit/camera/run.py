@@ -76,7 +76,7 @@ def plan_workers(
     """Workers and threads for the loop; `workers`/`threads` given by the user are kept.
 
     Files and folders (every frame counts) get one single-threaded worker per core: measured on 2
-    cores, 640x480 video, this beat one two-threaded worker by 10-40%. Live sources and --realtime
+    cores, 640x480 video, this beat one two-threaded worker by 9-32%. Live sources and --realtime
     keep one worker on all cores but one, for the lowest latency per frame. Accelerators (Edge TPU,
     GPU) and the source frameworks keep one worker.
     """
@@ -165,7 +165,7 @@ def open_workers(
     stack: contextlib.ExitStack, artifact: ModelArtifact, plan: WorkerPlan, device: DeviceProfile, allow_fallback: bool
 ) -> list[Runner]:
     """One runner per worker, or one shared by all where the runtime allows concurrent calls (onnxruntime:
-    measured as fast as separate sessions, and each extra session of EfficientNet-Lite0 costs 10-35 MB)."""
+    measured as fast as separate sessions, and each extra session of EfficientNet-Lite0 costs 10-40 MB)."""
     runners: list[Runner] = []
     for _ in range(plan.workers):
         if runners and runners[0].concurrent:

@@ -165,6 +165,14 @@ def test_inference_error_in_any_worker_is_one_line(photos_dir: Path, tmp_path: P
     assert code == 3 and not lines and "onnxruntime could not run" in stderr and "Traceback" not in stderr
 
 
+def test_signal_handlers_are_given_back(tiny_tflite: Path, photos_dir: Path) -> None:
+    """`edgekit run` points Ctrl-C at its loop while it runs, and restores the caller's handlers after."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    code, lines, _ = _run(tiny_tflite, "--source", photos_dir)
+    assert code == 0 and lines
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
 def test_missing_camera_is_one_clear_line(tiny_tflite: Path) -> None:
     code, lines, stderr = _run(tiny_tflite, "--source", "7")
     assert code == 5 and not lines

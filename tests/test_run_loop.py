@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -24,9 +23,9 @@ from edgekit.cli.main import cli
 from edgekit.convert.api import ConvertOptions, convert_model
 from edgekit.devices import load_profile
 from edgekit.formats import Format
-from edgekit.preprocess import image_to_tensor
 from edgekit.runtimes import open_runner
 from tests.tiny_nets import write_onnx_failing_at_run_time
+from tests.videos import decoded_frames, direct_top1, write_photo_video
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "china", "flower")
 
@@ -48,22 +47,8 @@ def tiny_onnx(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def video(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 640x480 MJPG video of 24 frames cycling through real photos."""
-    path = tmp_path_factory.mktemp("video") / "photos.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12, (640, 480))
-    for index in range(24):
-        writer.write(cv2.resize(cv2.imread(str(photos_dir / f"{PHOTOS[index % len(PHOTOS)]}.png")), (640, 480)))
-    writer.release()
-    return path
-
-
-def _decoded_frames(video: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(frame)
+    photos = [photos_dir / f"{PHOTOS[index % len(PHOTOS)]}.png" for index in range(24)]
+    return write_photo_video(tmp_path_factory.mktemp("video") / "photos.avi", photos, fps=12)
 
 
 def _run(*args: str) -> tuple[int, list[dict], str]:
@@ -72,23 +57,12 @@ def _run(*args: str) -> tuple[int, list[dict], str]:
     return result.exit_code, lines, result.stderr
 
 
-def _direct_top1(model: Path, video: Path) -> list[int]:
-    """Top-1 of each decoded frame, by the runner alone."""
-    artifact = read_artifact(model)
-    with open_runner(artifact) as runner:
-        spec = runner.inputs()[0]
-        return [
-            int(np.argmax(runner.infer([image_to_tensor(f[:, :, ::-1], artifact.preprocessing, spec)])[0]))
-            for f in _decoded_frames(video)
-        ]
-
-
 @pytest.mark.parametrize("workers", ["1", "3"])
 def test_headless_top1_equals_direct_inference(tiny_tflite: Path, video: Path, workers: str) -> None:
     code, lines, stderr = _run(tiny_tflite, "--source", video, "-k", "1", "--workers", workers)
     assert code == 0, stderr
     assert [line["frame"] for line in lines] == list(range(24))  # in order, also when workers overtake each other
-    assert [line["top"][0]["index"] for line in lines] == _direct_top1(tiny_tflite, video)
+    assert [line["top"][0]["index"] for line in lines] == direct_top1(tiny_tflite, video)
     assert all(line["latency_ms"] > 0 for line in lines)
     assert "24 frames" in stderr and "FPS" in stderr and f"{workers} worker(s)" in stderr
 
@@ -98,7 +72,7 @@ def test_recording_is_playable_with_every_frame(tiny_tflite: Path, video: Path, 
     out = tmp_path / f"annotated{suffix}"
     code, lines, stderr = _run(tiny_tflite, "--source", video, "--record", out)
     assert code == 0, stderr
-    frames = _decoded_frames(out)
+    frames = decoded_frames(out)
     assert len(frames) == len(lines) == 24 and frames[0].shape == (480, 640, 3)
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
@@ -124,7 +98,7 @@ def test_onnx_workers_share_one_session_tflite_workers_do_not(tiny_onnx: Path, t
             assert len(runners) == 3 and len({id(r) for r in runners}) == distinct
         code, lines, stderr = _run(model, "--source", video, "-k", "1", "--workers", "3")
         assert code == 0, stderr
-        assert [line["top"][0]["index"] for line in lines] == _direct_top1(model, video)
+        assert [line["top"][0]["index"] for line in lines] == direct_top1(model, video)
 
 
 def test_frame_limit_is_exact_with_several_workers(tiny_tflite: Path, video: Path) -> None:
@@ -337,7 +311,7 @@ def test_signal_ends_the_loop_with_summary_and_playable_recording(
     assert process.returncode == 0, stderr
     assert "stopped by interrupted" in stderr and "Traceback" not in stderr
     assert [line["frame"] for line in reported] == list(range(len(reported)))
-    assert len(_decoded_frames(out)) == len(reported) >= 40
+    assert len(decoded_frames(out)) == len(reported) >= 40
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 

@@ -27,6 +27,7 @@ from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.samples import write_crops
 
 RUNS = 300
+CONV_KINDS = ("pointwise conv", "depthwise conv", "full conv")  # what conv_kinds calls them
 
 
 def conv_kinds(model: Path, work: Path) -> dict[str, str]:
@@ -48,9 +49,8 @@ def conv_kinds(model: Path, work: Path) -> dict[str, str]:
     return kinds
 
 
-def kernel_times(model: Path, threads: int, work: Path) -> dict[str, float]:
+def kernel_times(model: Path, kinds: dict[str, str], threads: int, work: Path) -> dict[str, float]:
     """Mean µs per run of each convolution kind and each other operator, from onnxruntime's profiler."""
-    kinds = conv_kinds(model, work)
     options = ort.SessionOptions()
     options.enable_profiling = True
     options.profile_file_prefix = str(work / f"profile_{model.stem}_{threads}")
@@ -83,19 +83,19 @@ def main() -> None:
         int8 = quantize_model(
             source, QuantizeOptions(target=Format.ONNX, calib=calib, calib_count=100, output=work / "int8.onnx")
         ).output
+        kinds = {model: conv_kinds(model, work) for model in (fp32, int8)}
         for threads in (1, 2):
-            float_times, quant_times = kernel_times(fp32, threads, work), kernel_times(int8, threads, work)
+            float_times, quant_times = (kernel_times(model, kinds[model], threads, work) for model in (fp32, int8))
             table = Table(title=f"EfficientNet-Lite0 in onnxruntime, {threads} thread(s): µs per run (this machine)")
             for column in ("kernels", "fp32", "int8", "int8 speed-up"):
                 table.add_column(column, justify="left" if column == "kernels" else "right")
-            for kind in ("pointwise conv", "depthwise conv", "full conv"):
+            for kind in CONV_KINDS:
                 ratio = float_times.get(kind, 0) / quant_times[kind] if quant_times.get(kind) else 0
                 table.add_row(
                     kind, f"{float_times.get(kind, 0):.0f}", f"{quant_times.get(kind, 0):.0f}", f"{ratio:.2f}x"
                 )
-            convs = ("pointwise conv", "depthwise conv", "full conv")
-            other_float = sum(v for k, v in float_times.items() if k not in convs)
-            other_quant = sum(v for k, v in quant_times.items() if k not in convs)
+            other_float = sum(v for k, v in float_times.items() if k not in CONV_KINDS)
+            other_quant = sum(v for k, v in quant_times.items() if k not in CONV_KINDS)
             table.add_row("everything else", f"{other_float:.0f}", f"{other_quant:.0f}", "")
             total_float, total_quant = sum(float_times.values()), sum(quant_times.values())
             table.add_row(

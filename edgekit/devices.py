@@ -31,6 +31,11 @@ class DeviceProfile:
     notes: str = ""
     reference: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # published figures + source
 
+    @property
+    def cpu_only(self) -> bool:
+        """True when the profile asks for no accelerator: only the CPU's XNNPACK or onnxruntime CPU provider."""
+        return set(self.delegates) <= {"xnnpack"} and set(self.providers) <= {"CPUExecutionProvider"}
+
     @classmethod
     def from_yaml(cls, text: str, origin: str) -> DeviceProfile:
         """Parse and check a profile; unknown keys and wrong types are errors."""

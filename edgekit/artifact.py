@@ -27,6 +27,7 @@ class TensorSpec:
     layout: str | None = None  # "NCHW" or "NHWC" for image tensors
     scale: float | None = None  # quantization of int8/uint8 tensors
     zero_point: int | None = None
+    meaning: str | None = None  # outputs: "probabilities" or "logits" (edgekit.output_meaning)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:

@@ -10,6 +10,7 @@ import numpy as np
 from edgekit.artifact import read_artifact
 from edgekit.errors import BadInput
 from edgekit.loaders import LoadOptions
+from edgekit.output_meaning import meaning_of, to_probabilities
 from edgekit.preprocess import PreprocessOverrides, image_to_tensor, load_image, resolve_preprocessing
 from edgekit.runtimes import open_runner
 
@@ -29,15 +30,6 @@ class ImageResult:
 
     image: str
     top: list[Prediction]
-
-
-def to_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Softmax, unless the scores already are a probability distribution."""
-    scores = scores.astype(np.float64).ravel()
-    if scores.min() >= 0 and abs(scores.sum() - 1.0) < 1e-3:
-        return scores
-    exp = np.exp(scores - scores.max())
-    return exp / exp.sum()
 
 
 def top_k(probabilities: np.ndarray, k: int, labels: list[str] | None) -> list[Prediction]:
@@ -73,7 +65,8 @@ def classify_images(
         classes = runner.outputs()[0].shape[-1]
         if labels and isinstance(classes, int) and classes != len(labels):
             raise BadInput(f"{len(labels)} labels for a model with {classes} classes", fix="give this model's labels")
+        kind = meaning_of(runner).kind
         for path, image in photos:
             scores = runner.infer([image_to_tensor(image, prep, runner.inputs()[0])])[0]
-            results.append(ImageResult(str(path), top_k(to_probabilities(scores), k, labels)))
+            results.append(ImageResult(str(path), top_k(to_probabilities(scores, kind), k, labels)))
         return runner.describe(), results

@@ -30,6 +30,7 @@ class DeviceProfile:
     install: str = ""
     notes: str = ""
     reference: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # published figures + source
+    emulate: dict[str, str] | None = None  # {cpu: QEMU CPU model, arch: arm64, debian: bookworm} (edgekit.board)
 
     @property
     def cpu_only(self) -> bool:
@@ -96,6 +97,7 @@ def host_facts() -> dict[str, Any]:
         "runtimes": {},
         "onnxruntime_providers": [],
         "edgetpu_library": _find_library("libedgetpu.so.1"),
+        "emulated": _emulated(),
     }
     for package, module in (
         ("onnxruntime", "onnxruntime"),
@@ -111,6 +113,14 @@ def host_facts() -> dict[str, Any]:
 
         facts["onnxruntime_providers"] = onnxruntime.get_available_providers()
     return facts
+
+
+def _emulated() -> str | None:
+    """On an edgekit emulated board (edgekit.board), what emulates it: its timings are not the device's."""
+    mark = _read("/etc/edgekit-emulated")
+    if mark is None:
+        return None
+    return f"{os.environ.get('QEMU_CPU', 'default CPU')} under {mark}"
 
 
 def _cpu_model() -> str:

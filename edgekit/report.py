@@ -150,6 +150,18 @@ def validation_table(report: Any, title: str) -> Table:
     table.add_row("confident agreement", f"{_pct(report.confident_agreement)} on {report.confident_images} images")
     table.add_row("mean KL", f"{report.mean_kl:.4f}")
     table.add_row("max |Δ| of outputs", f"{report.max_abs_diff:.4g}")
+    meanings = getattr(report, "output_meaning", {})
+    if meanings:
+        table.add_row("outputs read as", ", ".join(f"{role}: {text}" for role, text in meanings.items()))
+    if getattr(report, "candidate_runtime", None):
+        table.add_row("candidate ran on", report.candidate_runtime)
+    side = getattr(report, "host_vs_device", None)
+    if side:
+        table.add_row(
+            "this host vs the board",
+            f"{side['top1_changed']} of {side['images']} images change top-1; max |Δ| {side['max_abs_diff']:.3g}, "
+            f"mean KL {side['mean_kl']:.4f} (candidate on {side['host']})",
+        )
     if report.reference_accuracy is not None:
         table.add_row(
             "accuracy",
@@ -344,7 +356,9 @@ def print_loop_summary(summary: Any) -> None:
 def print_bench(results: list[Any]) -> None:
     """Side-by-side benchmark table with speed against the first model, and where each ran."""
     base = results[0]
-    table = Table(title=f"edgekit bench on {base.device} ({base.host['cpu']}, {base.host['cores']} cores)")
+    emulated = base.host.get("emulated")
+    where = f"EMULATED: {emulated}" if emulated else f"{base.host['cpu']}, {base.host['cores']} cores"
+    table = Table(title=f"edgekit bench on {base.device} ({where})")
     for column in ("model", "size", "load", "first", "p50", "p90", "p99", "FPS", "peak RSS", "vs first"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in results:
@@ -365,6 +379,10 @@ def print_bench(results: list[Any]) -> None:
     for r in results:
         _out.print(f"{Path(r.model).name}: {r.runtime}, {r.runs} runs (std {r.std_ms:.2f} ms)")
     _out.print(f"times in ms; threads {base.threads or 'all'}; each model measured in a fresh process")
+    if emulated:
+        _err.print(
+            _styled("note:", "yellow", "measured on an emulated board: these times are QEMU's, not the device's speed")
+        )
 
 
 def write_bench_csv(path: Path, results: list[Any]) -> None:

@@ -11,17 +11,20 @@ import dataclasses
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekit.artifact import Preprocessing, read_artifact
-from edgekit.classify import to_probabilities
 from edgekit.data import DataSource
 from edgekit.errors import BadInput, DriftExceeded
 from edgekit.loaders import LoadOptions
+from edgekit.output_meaning import OutputMeaning, meaning_of, to_probabilities
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
 from edgekit.runtimes import Runner, open_runner
+
+if TYPE_CHECKING:
+    from edgekit.board import Board
 
 _LIMIT_KEYS = {
     "agreement": "min_agreement",
@@ -90,6 +93,10 @@ class ValidationReport:
     worst: list[ImageDrift]
     skipped_files: int
     limits: Limits = dataclasses.field(default_factory=Limits)
+    # How each model's outputs were read: e.g. {"reference": "probabilities (recorded)", ...}
+    output_meaning: dict[str, str] = dataclasses.field(default_factory=dict)
+    candidate_runtime: str | None = None  # where the candidate ran, when not on this host
+    host_vs_device: dict[str, Any] | None = None  # the candidate on this host vs on the board
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -139,7 +146,8 @@ def compare_on_data(
     labels: list[str] | None = None,
 ) -> ValidationReport:
     """Run both models on every sample of `data` and measure the drift."""
-    acc = _Accumulator(labels)
+    meanings = (meaning_of(reference), meaning_of(candidate))
+    acc = _Accumulator(labels, meanings)
     for sample in data:
         ref_out = reference.infer([sample.to_tensor(prep, reference.inputs()[0])])[0]
         cand_out = candidate.infer([sample.to_tensor(prep, candidate.inputs()[0])])[0]
@@ -149,17 +157,20 @@ def compare_on_data(
                 fix="validate two versions of the same model",
             )
         acc.add(sample.name, sample.label, ref_out, cand_out, confidence)
-    return acc.report(worst, data.stats.skipped)
+    report = acc.report(worst, data.stats.skipped)
+    report.output_meaning = {"reference": meanings[0].describe(), "candidate": meanings[1].describe()}
+    return report
 
 
 class _Accumulator:
-    def __init__(self, labels: list[str] | None) -> None:
+    def __init__(self, labels: list[str] | None, meanings: tuple[OutputMeaning, OutputMeaning]) -> None:
         self.labels = labels
+        self.kinds = (meanings[0].kind, meanings[1].kind)
         self.rows: list[tuple[str, int | None, int, int, bool, bool, float]] = []
         self.max_abs = 0.0
 
     def add(self, name: str, label: int | None, ref_out: np.ndarray, cand_out: np.ndarray, confidence: float) -> None:
-        ref_p, cand_p = to_probabilities(ref_out), to_probabilities(cand_out)
+        ref_p, cand_p = to_probabilities(ref_out, self.kinds[0]), to_probabilities(cand_out, self.kinds[1])
         kl = float(np.sum(ref_p * (np.log(ref_p + 1e-12) - np.log(cand_p + 1e-12))))
         ref_top, cand_top = int(ref_p.argmax()), int(cand_p.argmax())
         in_top5 = ref_top in np.argsort(-cand_p)[:5]
@@ -215,9 +226,11 @@ def validate_models(
     load: LoadOptions | None = None,
     threads: int | None = None,
     reference_runner: Any = None,
+    board: Board | None = None,
 ) -> ValidationReport:
     """Open both models and compare them on `data` (reusing `reference_runner` when given, e.g. a
-    MemoRunner shared by several candidates); the report's limits say what passes."""
+    MemoRunner shared by several candidates); with `board`, the candidate runs there (the device's
+    kernels) and the report also compares it with itself on this host. The report's limits say what passes."""
     ref_artifact, cand_artifact = read_artifact(reference), read_artifact(candidate)
     prep = resolve_preprocessing(
         cand_artifact.preprocessing or ref_artifact.preprocessing, preprocess or PreprocessOverrides()
@@ -229,8 +242,49 @@ def validate_models(
     with contextlib.ExitStack() as stack:
         ref_runner = reference_runner or stack.enter_context(open_runner(ref_artifact, threads=threads, load=load))
         cand_runner = stack.enter_context(open_runner(cand_artifact, threads=threads, load=load))
-        report = compare_on_data(ref_runner, cand_runner, prep, source, confidence, labels=labels)
+        if board is None:
+            report = compare_on_data(ref_runner, cand_runner, prep, source, confidence, labels=labels)
+        else:
+            report = _compare_on_board(ref_runner, cand_runner, board, prep, source, confidence, labels, threads)
     report.limits = limits or Limits()
+    return report
+
+
+def _compare_on_board(
+    reference: Runner,
+    host_candidate: Runner,
+    board: Board,
+    prep: Preprocessing,
+    source: DataSource,
+    confidence: float,
+    labels: list[str] | None,
+    threads: int | None,
+) -> ValidationReport:
+    """The candidate's outputs from the board on the very tensors this host makes, compared with the
+    reference (the drift the user gets) and with the candidate on this host (what the kernels change)."""
+    from edgekit.board import BoardRunner
+    from edgekit.output_meaning import with_meaning
+
+    artifact = dataclasses.replace(
+        host_candidate.artifact,
+        inputs=host_candidate.inputs(),
+        outputs=with_meaning(host_candidate.outputs(), host_candidate),
+    )
+    spec = host_candidate.inputs()[0]
+    device = BoardRunner(artifact, board, [sample.to_tensor(prep, spec) for sample in source], threads)
+    report = compare_on_data(reference, device, prep, source, confidence, labels=labels)
+    side = compare_on_data(host_candidate, device, prep, source, confidence)
+    report.candidate_runtime = device.describe()
+    report.host_vs_device = {
+        "images": side.images,
+        "top1_changed": round((1 - side.top1_agreement) * side.images),
+        "top1_agreement": side.top1_agreement,
+        "max_abs_diff": side.max_abs_diff,
+        "mean_kl": side.mean_kl,
+        "host": host_candidate.describe(),
+        "device": device.describe(),
+        "board": device.facts,
+    }
     return report
 
 

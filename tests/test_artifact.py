@@ -58,4 +58,5 @@ def test_save_writes_specs(tmp_path: Path) -> None:
         "layout": "NHWC",
         "scale": 0.5,
         "zero_point": -3,
+        "meaning": None,
     }

@@ -11,8 +11,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NETWORK_MODULES = {"urllib", "urllib3", "requests", "httpx", "http", "socket", "ftplib", "aiohttp"}
 # Subprocesses edgekit may start, by module: the fetch helper's `pip download`, the Edge TPU
-# compiler, the fresh-process benchmark worker and ssh/scp to a board the user named.
-ALLOWED_SUBPROCESS = {"edgekit/fetch.py", "edgekit/edgetpu.py", "edgekit/bench.py"}
+# compiler, the fresh-process benchmark worker and ssh/scp to a board the user named, chroot into an
+# emulated board, and debootstrap + pip for that board (edgekit board prepare).
+ALLOWED_SUBPROCESS = {
+    "edgekit/fetch.py", "edgekit/edgetpu.py", "edgekit/bench.py", "edgekit/board.py", "edgekit/board_prepare.py"
+}  # fmt: skip
+# Installs packages, but only into the emulated board's own venv, inside its chroot (never this host).
+INSTALLS_INTO_A_BOARD = "edgekit/board_prepare.py"
 
 
 def _pyproject() -> dict:
@@ -63,6 +68,9 @@ def test_no_network_and_no_installs_at_run_time() -> None:
         if "subprocess" in imports:
             assert relative in ALLOWED_SUBPROCESS, f"{relative} starts subprocesses"
         text = path.read_text()
+        if relative == INSTALLS_INTO_A_BOARD:
+            assert "board.command([*pip" in text and text.count('"install"') == 1, "pip runs only inside the board"
+            continue
         assert "pip install" not in text.replace('pip install "edgekit', "").replace("pip install edgekit", "") or (
             relative.startswith("edgekit/cli/") or "fix=" in text
         ), f"{relative} mentions pip install outside an error message"

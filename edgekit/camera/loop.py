@@ -30,8 +30,9 @@ import numpy as np
 
 from edgekit.artifact import Preprocessing
 from edgekit.camera.sources import FrameSource, SourceLost, backoff_delays
-from edgekit.classify import Prediction, to_probabilities, top_k
+from edgekit.classify import Prediction, top_k
 from edgekit.errors import DeviceUnavailable
+from edgekit.output_meaning import meaning_of, to_probabilities
 from edgekit.preprocess import image_to_tensor
 from edgekit.runtimes import Runner
 
@@ -291,11 +292,12 @@ class ClassifierLoop:
 
     def _infer(self, runner: Runner, started: float) -> None:
         options = self.options
+        kind = meaning_of(runner).kind
         while (taken := self._take_next()) is not None:
             order, item = taken
             begin = time.perf_counter()
             scores = runner.infer([item.tensor])[0]
-            probabilities = to_probabilities(scores)
+            probabilities = to_probabilities(scores, kind)
             done = time.perf_counter()
             top = [p for p in top_k(probabilities, options.top_k, self.labels) if p.probability >= options.threshold]
             self.times["capture"].append(item.capture_ms)

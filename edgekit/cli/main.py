@@ -22,6 +22,7 @@ COMMANDS = {
     "run": ("edgekit.cli.run_cmd:run_command", "Classify live camera/video frames (the camera loop)."),
     "bench": ("edgekit.cli.bench_cmd:bench_command", "Measure latency and memory on a device, side by side."),
     "devices": ("edgekit.cli.devices_cmd:devices_command", "List device profiles and what this host has."),
+    "board": ("edgekit.cli.board_cmd:board_group", "Prepare an emulated board (the device's ARM kernels)."),
     "compile": ("edgekit.cli.compile_cmd:compile_command", "Check a model for the Edge TPU and compile it."),
     "recipe": ("edgekit.cli.recipe_cmd:recipe_group", "Run or check a recipe: the whole chain in one file."),
     "report": ("edgekit.cli.recipe_cmd:report_command", "Regenerate the report of a recipe run folder."),

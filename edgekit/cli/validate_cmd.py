@@ -38,6 +38,11 @@ from edgekit.cli.options import json_option, load_options, preprocessing_options
     help="Reference probability above which an image counts as confident.",
 )
 @click.option("--threads", type=click.IntRange(1, 256), help="Runtime threads.")
+@click.option("--device", help="Run CANDIDATE on this board's kernels (with --emulate or --remote): rpi4, rpi5.")
+@click.option("--emulate", is_flag=True, help="In the device's emulated board (QEMU arm64; prepared on first use).")
+@click.option("--remote", help="On a real board over SSH, e.g. pi@raspberrypi.local (key-based login).")
+@click.option("--remote-python", default="python3", show_default=True, help="The board's Python with edgekit[pi].")
+@click.option("--ssh-option", "ssh_options", multiple=True, help="ssh -o option for --remote (repeatable).")
 @load_options
 @preprocessing_options
 @json_option
@@ -57,12 +62,13 @@ def validate_command(
     """Compare CANDIDATE with REFERENCE on the same images; exit 1 when a limit is broken."""
     from edgekit.recipes.steps import run_single_step
     from edgekit.recipes.steps.validate import ValidateConfig
-    from edgekit.report import print_json, print_validation
+    from edgekit.report import print_json, print_validation, progress_printer
 
+    options["ssh_options"] = list(options["ssh_options"])
     config = ValidateConfig(max_drift=budget, labels_csv=str(labels_csv) if labels_csv else None, **options)
     outcome = run_single_step(
         "validate", config, reference, models=[candidate], load=load, preprocess=preprocess, labels=labels_file,
-        data={"validation": data}, count=count,
+        data={"validation": data}, count=count, progress=progress_printer(quiet=as_json),
     )  # fmt: skip
     report = outcome.report[0]
     print_json(report.to_dict()) if as_json else print_validation(report, f"{candidate.name} vs {reference.name}")

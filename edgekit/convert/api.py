@@ -15,6 +15,7 @@ from edgekit.errors import BadInput
 from edgekit.formats import SUFFIX, Format, detect_format
 from edgekit.fsutil import atomic_path, size_of
 from edgekit.loaders import LoadOptions
+from edgekit.output_meaning import with_meaning
 from edgekit.parity import TOLERANCES, ParityReport, check, compare, parity_images
 from edgekit.preprocess import PRESETS, PreprocessOverrides, resolve_preprocessing
 from edgekit.runtimes import open_runner
@@ -118,7 +119,7 @@ def convert_model(source: Path, options: ConvertOptions, progress: Progress = la
                 lineage=[*artifact.lineage, _lineage(source, options, notes)],
             )
             with open_runner(ModelArtifact(path=tmp, format=options.target), threads=options.threads) as runner:
-                result.inputs, result.outputs = runner.inputs(), runner.outputs()
+                result.inputs, result.outputs = runner.inputs(), with_meaning(runner.outputs(), source_runner, runner)
             if options.target is Format.ONNX:
                 embed_onnx_metadata(tmp, result)
         result.save()

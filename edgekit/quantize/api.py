@@ -17,15 +17,20 @@ from edgekit.errors import BadInput, UnsupportedRoute
 from edgekit.formats import SUFFIX, Family, Format
 from edgekit.fsutil import atomic_path
 from edgekit.loaders import LoadOptions
+from edgekit.output_meaning import with_meaning
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
 from edgekit.quantize.backends import BACKENDS, Backend
 from edgekit.quantize.common import SCHEMES, LayerDrift
+from edgekit.quantize.cpu import host_preset
 from edgekit.runtimes import open_runner
 from edgekit.samples import write_crops
 from edgekit.timing import alternating_p50
 from edgekit.validate import Limits, ValidationReport, compare_on_data
 
 Progress = Callable[[str], None]
+# Fewest calibration images each activation-range method can work from: min-max needs a handful;
+# entropy and percentile build histograms whose tails are noise on fewer; bias correction uses 32.
+MIN_CALIBRATION = {"minmax": 8, "entropy": 32, "percentile": 32}
 DYNAMIC_CNN_WARNING = (
     "dynamic quantization of a CNN was measured slower than fp32 in onnxruntime (20-59 ms vs "
     "4.8 ms) and far less accurate (56-62% agreement); prefer --scheme int8 with --calib"
@@ -45,6 +50,7 @@ class QuantizeOptions:
     val_count: int = 200
     method: str = "minmax"
     per_channel: bool = True
+    bias_correction: bool = True  # int8: correct the per-channel mean shift of each layer's output
     cpu: str = "auto"
     io_dtype: str = "float"
     budget: Limits | None = None
@@ -123,6 +129,7 @@ class QuantizeReport:
             validation=self.validation.to_dict(),
             speedup=self.float_ms / self.quant_ms,
             size_ratio=self.quant_bytes / self.float_bytes,
+            slower_than_float=self.quant_ms >= self.float_ms,
         )
         return data
 
@@ -147,11 +154,13 @@ def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = 
         raise BadInput(f"{source} has no stored preprocessing", fix="pass --preset imagenet|mobilenet|unit")
     output = options.output or source.with_name(f"{source.stem}.{options.scheme}{SUFFIX[target]}")
     warnings = [DYNAMIC_CNN_WARNING] if options.scheme == "dynamic" else []
+    if options.scheme == "int8":
+        _check_calibration_size(options)
     with tempfile.TemporaryDirectory(prefix="edgekit-quantize-") as tmp:
         work = Path(tmp)
         progress(f"making the float {target.value} reference (checked against {source.name})")
         reference = _float_reference(source, artifact.format, target, work, options)
-        backend: Backend = BACKENDS[target](source, reference, work, options, prep)
+        backend: Backend = BACKENDS[target](source, reference, work, options, prep, progress)
         val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
         report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress)
         first = report.rounds[0]
@@ -160,13 +169,44 @@ def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = 
                 f"with every layer quantized the model runs at {first.speedup:.2f}x the float model's speed, "
                 f"under --min-speedup {options.min_speedup:g}: no layer could be kept in float"
             )
-        report.warnings = warnings
+        slower = _slower_than_float(report)
+        report.warnings = warnings + ([slower] if slower else [])
         if report.passed:
             with atomic_path(output) as partial:
                 shutil.copyfile(candidate, partial)
                 _write_sidecar(output, partial, target, reference, source, options, report, backend)
             report.output = output
         return report
+
+
+def _check_calibration_size(options: QuantizeOptions) -> None:
+    """BadInput when the calibration source has fewer usable images than the method needs."""
+    assert options.calib is not None  # QuantizeOptions refuses int8 without it
+    needed = MIN_CALIBRATION.get(options.method, 8)
+    source = DataSource(options.calib, count=options.calib_count, seed=options.seed)
+    usable = sum(1 for _ in source)
+    if usable < needed:
+        skipped = f" ({source.stats.skipped} unreadable files skipped)" if source.stats.skipped else ""
+        raise BadInput(
+            f"calibration source {options.calib} has {usable} usable images{skipped}; "
+            f"--calibration {options.method} needs at least {needed}",
+            fix=f"add images (100-500 like the ones the model will see), or raise --calib-count to {needed} or more",
+        )
+
+
+def _slower_than_float(report: QuantizeReport) -> str | None:
+    """A plain statement, with likely causes and what to do, when the quantized model is not faster
+    than the float one on this host (both timed in turns on the same input)."""
+    if report.quant_ms < report.float_ms:
+        return None
+    speed = report.float_ms / report.quant_ms
+    cpu = report.settings.get("cpu_preset") or host_preset().name
+    return (
+        f"the {report.scheme} model runs at {speed:.2f}x the float model's speed on this host ({cpu}): it is "
+        "SLOWER, not faster. Likely causes: depthwise, squeeze-excite, hard-swish or attention layers whose "
+        "int8 kernels are slow here, or a CPU without VNNI/dot-product int8 instructions. Try --keep-float "
+        "on the slow layers, --cpu for the device it will run on, or keep the float model"
+    )
 
 
 def _float_reference(source: Path, fmt: Format, target: Format, work: Path, options: QuantizeOptions) -> Path:
@@ -304,8 +344,8 @@ def _write_sidecar(
         precision=options.scheme,
         lineage=list(ref.lineage),
     )
-    with open_runner(ModelArtifact(partial, target)) as runner:
-        result.inputs, result.outputs = runner.inputs(), runner.outputs()
+    with open_runner(ref) as ref_runner, open_runner(ModelArtifact(partial, target)) as runner:
+        result.inputs, result.outputs = runner.inputs(), with_meaning(runner.outputs(), ref_runner, runner)
     for spec, stored in zip(result.inputs, ref.inputs):
         spec.layout = spec.layout or stored.layout
     summary = {

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,9 @@ from edgekit.formats import Family, Format
 from edgekit.quantize import onnx_quant, tflite_quant
 from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import resolve_preset
+from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES
+from edgekit.quantize.onnx_bias import BiasCorrection, correct_biases
+from edgekit.quantize.tflite_bias import correct_tflite_biases
 from edgekit.quantize.tflite_compact import share_identical_vectors
 from edgekit.runtimes import open_runner
 
@@ -30,9 +34,17 @@ class Backend(abc.ABC):
     format: Format
 
     def __init__(
-        self, source: Path, reference: Path, work: Path, options: QuantizeOptions, prep: Preprocessing
+        self,
+        source: Path,
+        reference: Path,
+        work: Path,
+        options: QuantizeOptions,
+        prep: Preprocessing,
+        progress: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.source, self.reference, self.work, self.options, self.prep = source, reference, work, options, prep
+        self.progress = progress
+        self.bias_correction: BiasCorrection | None = None
         with open_runner(read_artifact(reference)) as runner:
             self.spec = runner.inputs()[0]
         self._count = 0
@@ -74,7 +86,7 @@ class OnnxBackend(Backend):
         self._plain: Path | None = None
 
     def quantize(self, float_layers: list[str]) -> Path:
-        """One quantize_static/quantize_dynamic/fp16 run."""
+        """One quantize_static/quantize_dynamic/fp16 run, then bias correction of static int8."""
         target = self.next_path()
         onnx_quant.quantize_onnx(
             self.preprocessed,
@@ -88,6 +100,9 @@ class OnnxBackend(Backend):
             exclude=float_layers,
             cpu=self.cpu,
         )
+        if self.options.scheme == "int8" and self.options.bias_correction:
+            feeds = [{self.spec.name: t} for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
+            self.bias_correction = correct_biases(self.preprocessed, target, feeds, self.progress)
         if not float_layers:
             self._plain = target
         return target
@@ -112,6 +127,7 @@ class OnnxBackend(Backend):
                 weights=self.cpu.weight,
                 reduce_range=self.cpu.reduce_range,
                 preset_reason=self.cpu.reason,
+                bias_correction=dataclasses.asdict(self.bias_correction) if self.bias_correction else None,
             )
         return settings
 
@@ -125,6 +141,7 @@ class TFLiteBackend(Backend):
         super().__init__(*args)
         self.names: dict[str, str] = {}
         self.make_converter = self._converter_factory()
+        self._float: bytes | None = None
 
     def _converter_factory(self) -> Any:
         from edgekit.convert.onnx_names import source_name, tf_scope
@@ -175,8 +192,19 @@ class TFLiteBackend(Backend):
         data = tflite_quant.quantize_tflite(
             self.make_converter, self.options.scheme, self.dataset(), self.options.io_dtype, float_layers
         )
+        if self.options.scheme == "int8" and self.options.bias_correction:
+            samples = [t.astype(np.float32) for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
+            data, self.bias_correction = correct_tflite_biases(self._float_flatbuffer(), data, samples, self.progress)
         target.write_bytes(share_identical_vectors(data))
         return target
+
+    def _float_flatbuffer(self) -> bytes:
+        """The float model from this backend's own converter (tensor names match its int8 models)."""
+        if self._float is None:
+            from edgekit.convert.tflite_converter import run_converter
+
+            self._float = run_converter(self.make_converter().convert, "TFLite conversion")
+        return self._float
 
     def layer_drift(self) -> list[LayerDrift]:
         """The TFLite QuantizationDebugger's per-layer statistics."""
@@ -191,6 +219,7 @@ class TFLiteBackend(Backend):
                 calibration_source=str(self.options.calib),
                 calibration_count=self.options.calib_count,
                 kernels="TFLite int8 (XNNPACK on CPU)",
+                bias_correction=dataclasses.asdict(self.bias_correction) if self.bias_correction else None,
                 file_layout="identical quantization vectors stored once (outputs checked bit-identical)",
             )
         return settings

@@ -16,14 +16,38 @@ import numpy as np
 WEIGHT_ALIGNMENT = 16  # the converter aligns weight buffers to 16 bytes; mmap'd SIMD reads expect it
 
 
+def aligned_builder_class() -> type:
+    """A flatbuffers Builder that writes buffer contents (uint8 vectors) 16-byte aligned, as the
+    converter does, so that a model written again keeps its weights where SIMD reads expect them."""
+    import flatbuffers
+
+    class AlignedBuilder(flatbuffers.Builder):
+        def CreateNumpyVector(self, x: Any) -> int:
+            array = np.ascontiguousarray(x)
+            if array.dtype != np.uint8:
+                return super().CreateNumpyVector(array)
+            self.StartVector(1, array.size, WEIGHT_ALIGNMENT)
+            self.head -= array.size
+            self.Bytes[self.head : self.head + array.size] = array.tobytes()
+            return self.EndVector()
+
+    return AlignedBuilder
+
+
+def pack_model(model: Any, size_hint: int, builder_class: type | None = None) -> bytes:
+    """A schema ModelT written as .tflite bytes with an aligned builder."""
+    builder = (builder_class or aligned_builder_class())(size_hint)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def share_identical_vectors(data: bytes) -> bytes:
     """The same model with identical numeric vectors stored once and weight buffers 16-byte aligned;
     `data` itself when that is not smaller or does not read back the same."""
-    import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
 
-    class SharingBuilder(flatbuffers.Builder):
-        """A Builder whose numpy vectors are written once per distinct content (weights excepted)."""
+    class SharingBuilder(aligned_builder_class()):
+        """Numpy vectors other than buffer contents are written once per distinct content."""
 
         def __init__(self, size: int) -> None:
             super().__init__(size)
@@ -32,10 +56,7 @@ def share_identical_vectors(data: bytes) -> bytes:
         def CreateNumpyVector(self, x: Any) -> int:
             array = np.ascontiguousarray(x)
             if array.dtype == np.uint8:  # buffer contents: aligned, never shared (equal weights are rare)
-                self.StartVector(1, array.size, WEIGHT_ALIGNMENT)
-                self.head -= array.size
-                self.Bytes[self.head : self.head + array.size] = array.tobytes()
-                return self.EndVector()
+                return super().CreateNumpyVector(array)
             key = (array.dtype.str, array.tobytes())
             if key not in self.written:
                 self.written[key] = super().CreateNumpyVector(array)
@@ -43,9 +64,7 @@ def share_identical_vectors(data: bytes) -> bytes:
 
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-        builder = SharingBuilder(len(data))
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        compact = bytes(builder.Output())
+        compact = pack_model(model, len(data), SharingBuilder)
     except Exception:  # noqa: BLE001 - a layout the schema code cannot rewrite: the converter's file stands
         return data
     if len(compact) >= len(data) or not same_model(data, compact):

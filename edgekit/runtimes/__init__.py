@@ -43,6 +43,7 @@ class Runner(abc.ABC):
     # True when `infer` may be called from several threads at once (the camera loop's workers then
     # share one runner instead of each loading the model).
     concurrent: bool = False
+    artifact: ModelArtifact | None = None  # what it was opened from (set by open_runner)
 
     @abc.abstractmethod
     def inputs(self) -> list[TensorSpec]:
@@ -59,6 +60,11 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> str:
         """Which runtime and version ran, with its delegate or provider."""
+
+    def graph_output_meaning(self) -> str | None:
+        """'probabilities' or 'logits' for output 0, read from the model's graph; None when this
+        runtime cannot tell (see edgekit.output_meaning)."""
+        return None
 
     def close(self) -> None:
         """Release the session or interpreter."""
@@ -100,7 +106,9 @@ def open_runner(
         )
     module_name, _, class_name = RUNNERS[artifact.format.family].partition(":")
     runner_class = getattr(importlib.import_module(module_name), class_name)
-    return runner_class(artifact, RunnerOptions(threads, load or LoadOptions(), spin, device, allow_fallback))
+    runner = runner_class(artifact, RunnerOptions(threads, load or LoadOptions(), spin, device, allow_fallback))
+    runner.artifact = artifact
+    return runner
 
 
 _RUNTIME_OF = {Family.ONNX: "onnxruntime", Family.TFLITE: "tflite", Family.TORCH: "torch", Family.KERAS: "tensorflow"}

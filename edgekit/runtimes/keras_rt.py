@@ -57,6 +57,17 @@ class KerasRunner(Runner):
         items = result if isinstance(result, (list, tuple)) else [result]
         return [np.asarray(item) for item in items]
 
+    def graph_output_meaning(self) -> str | None:
+        """From the last layer: a Softmax layer or a softmax activation means probabilities."""
+        from edgekit.output_meaning import LOGITS, PROBABILITIES
+
+        layers = getattr(self.model, "layers", None)
+        if self.is_saved_model or not layers:
+            return None
+        last = layers[-1]
+        activation = getattr(getattr(last, "activation", None), "__name__", "")
+        return PROBABILITIES if type(last).__name__ == "Softmax" or activation == "softmax" else LOGITS
+
     def describe(self) -> str:
         """e.g. 'tensorflow 2.21.0 (keras 3.15.1)'."""
         import keras

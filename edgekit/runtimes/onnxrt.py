@@ -125,6 +125,26 @@ class OnnxRunner(Runner):
             ) from exc
         return [np.asarray(out) for out in outputs]
 
+    def graph_output_meaning(self) -> str | None:
+        """From the graph, when the onnx package is here to read it (a Pi install may lack it)."""
+        try:
+            import onnx
+        except ImportError:
+            return None
+        from edgekit.output_meaning import kind_from_ops
+
+        try:
+            graph = onnx.load(str(self._path), load_external_data=False).graph
+        except Exception:  # noqa: BLE001 - onnxruntime opened it; a graph onnx cannot read stays unknown
+            return None
+        producer = {out: node for node in graph.node for out in node.output}
+        chain, tensor = [], graph.output[0].name if graph.output else ""
+        while tensor in producer and len(chain) < 16:
+            node = producer[tensor]
+            chain.append(node.op_type)
+            tensor = node.input[0] if node.input else ""
+        return kind_from_ops(chain)
+
     def describe(self) -> str:
         """e.g. 'onnxruntime 1.31.1 (CPUExecutionProvider)'."""
         ran = f"onnxruntime {self._ort.__version__} ({', '.join(self._session.get_providers())})"

@@ -195,6 +195,19 @@ class TFLiteRunner(Runner):
             results.append(dequantize(raw, spec) if spec.scale else np.array(raw))
         return results
 
+    def graph_output_meaning(self) -> str | None:
+        """From the operators before output 0, read without delegates (which would hide them)."""
+        from edgekit.output_meaning import kind_from_ops
+
+        graph = read_graph(self._path)
+        producer = {int(out): op for op in graph.ops for out in op["outputs"]}
+        chain, tensor = [], int(self._out_details[0]["index"]) if self._out_details else -1
+        while tensor in producer and len(chain) < 16:
+            op = producer[tensor]
+            chain.append(op["op_name"])
+            tensor = int(op["inputs"][0]) if len(op["inputs"]) else -1
+        return kind_from_ops(chain)
+
     def describe(self) -> str:
         """e.g. 'ai-edge-litert 2.3.0 (XNNPACK)'."""
         delegate = "XNNPACK" if self._package != "tensorflow" else "built-in kernels"

@@ -73,6 +73,25 @@ class TorchRunner(Runner):
         items = result if isinstance(result, (tuple, list)) else [result]
         return [item.detach().cpu().numpy() for item in items]
 
+    def graph_output_meaning(self) -> str | None:
+        """From an exported program's output node, or an nn.Module's last submodule; None for
+        TorchScript (judged from the values)."""
+        from edgekit.output_meaning import LOGITS, PROBABILITIES
+
+        torch = self._torch
+        if isinstance(self.model, torch.jit.ScriptModule):
+            return None
+        if isinstance(self.model, torch.fx.GraphModule):
+            output = next((n for n in self.model.graph.nodes if n.op == "output"), None)
+            first = output.args[0] if output is not None and output.args else None
+            first = first[0] if isinstance(first, (tuple, list)) and first else first
+            target = str(getattr(first, "target", ""))
+            return PROBABILITIES if "softmax" in target and "log_softmax" not in target else LOGITS
+        modules = list(self.model.modules()) if isinstance(self.model, torch.nn.Module) else []
+        if not modules:
+            return None
+        return PROBABILITIES if isinstance(modules[-1], torch.nn.Softmax) else LOGITS
+
     def describe(self) -> str:
         """e.g. 'torch 2.13.0+cpu'."""
         return f"torch {self._torch.__version__}"

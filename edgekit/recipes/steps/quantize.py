@@ -17,6 +17,7 @@ class QuantizeConfig:
     format: str | None = None  # onnx or tflite; default: ONNX for torch/ONNX, TFLite for Keras
     method: str = "minmax"
     per_channel: bool = True
+    bias_correction: bool = True
     cpu: str | None = None  # default: the device profile's int8 kernels
     io_dtype: str = "float"
     max_drift: str | None = None  # e.g. "0.95" or "agreement=0.95,kl=0.05"
@@ -93,6 +94,7 @@ class QuantizeStep(Step):
             val_count=context.count,
             method=config.method,
             per_channel=config.per_channel,
+            bias_correction=config.bias_correction,
             cpu=cpu,
             io_dtype=config.io_dtype,
             budget=Limits.parse(str(config.max_drift)) if config.max_drift is not None else None,

@@ -24,6 +24,11 @@ class ValidateConfig:
     seed: int = 0
     labels_csv: str | None = None  # filename,label rows for the validation images
     threads: int | None = None
+    device: str | None = None  # with emulate or remote: run the candidates on this board's kernels
+    emulate: bool = False  # the device profile's emulated board (QEMU), prepared and cached
+    remote: str | None = None  # user@host of a real board over SSH, with edgekit[pi]
+    remote_python: str = "python3"
+    ssh_options: list = dataclasses.field(default_factory=list)
 
     def limits(self) -> Any:
         """The Limits these options describe (single limits override the spec)."""
@@ -68,10 +73,11 @@ class ValidateStep(Step):
         limits = config.limits()
         metrics: dict[str, Any] = {"models": {}}
         reports, failures = [], []
+        board = _board(config, context.progress)
         with open_runner(read_artifact(context.source), threads=config.threads, load=context.recipe.load) as opened:
             reference = MemoRunner(opened)  # the source runs once per image, not once per candidate
             for model in context.models:
-                report = self._check(model, config, context, limits, reference, metrics)
+                report = self._check(model, config, context, limits, reference, metrics, board)
                 reports.append(report)
                 if report.failures():
                     failures.append(f"{model.name} is over its drift budget: {'; '.join(report.failures())}")
@@ -90,6 +96,7 @@ class ValidateStep(Step):
         limits: Any,
         reference: Any,
         metrics: dict[str, Any],
+        board: Any = None,
     ) -> Any:
         """Validate one model and record its figures in `metrics`; return its ValidationReport."""
         from edgekit.convert.api import read_labels
@@ -106,7 +113,7 @@ class ValidateStep(Step):
         report = validate_models(
             context.source, model, context.validation, count=context.count, seed=config.seed, limits=limits,
             confidence=config.confidence, labels_csv=Path(config.labels_csv) if config.labels_csv else None,
-            **common,
+            board=board, **common,
         )  # fmt: skip
         entry = {
             "top1_agreement": report.top1_agreement,
@@ -123,3 +130,18 @@ class ValidateStep(Step):
             report.candidate_accuracy = labelled.candidate_accuracy
         metrics["models"][model.name] = entry
         return report
+
+
+def _board(config: ValidateConfig, progress: Any) -> Any:
+    """The board the candidates run on, or None for this host."""
+    if config.remote is None and not config.emulate and config.device is None:
+        return None
+    from edgekit.bench import Remote
+    from edgekit.board import open_board
+
+    remote = Remote(config.remote, config.remote_python, list(config.ssh_options)) if config.remote else None
+    if remote is None and config.device is None:
+        from edgekit.errors import BadInput
+
+        raise BadInput("--emulate needs --device NAME (rpi4, rpi5)", fix="add --device rpi4")
+    return open_board(config.device or "", config.emulate, remote, progress)

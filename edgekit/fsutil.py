@@ -116,19 +116,25 @@ def quiet_native_output() -> Iterator[Path]:
     """Send what native libraries print on fd 1 and 2 to a log file for the duration.
 
     TensorFlow's converter and torch's exporter print pages of progress from C++; edgekit shows
-    its own progress instead and quotes the log's tail when a step fails.
+    its own progress instead and quotes the log's tail when a step fails (read it inside the block:
+    the log is removed when the block ends; every call used to leave one in the temp folder).
     """
-    log = Path(tempfile.mkstemp(prefix="edgekit-native-", suffix=".log")[1])
+    handle, name = tempfile.mkstemp(prefix="edgekit-native-", suffix=".log")
+    os.close(handle)
+    log = Path(name)
     saved = [os.dup(1), os.dup(2)]
-    with open(log, "wb") as sink:
-        try:
-            for fd in (1, 2):
-                os.dup2(sink.fileno(), fd)
-            yield log
-        finally:
-            for fd, old in zip((1, 2), saved):
-                os.dup2(old, fd)
-                os.close(old)
+    try:
+        with open(log, "wb") as sink:
+            try:
+                for fd in (1, 2):
+                    os.dup2(sink.fileno(), fd)
+                yield log
+            finally:
+                for fd, old in zip((1, 2), saved):
+                    os.dup2(old, fd)
+                    os.close(old)
+    finally:
+        log.unlink(missing_ok=True)
 
 
 def log_tail(log: Path, lines: int = 3) -> str:

@@ -11,7 +11,8 @@ read (an ONNX file without the onnx package, as on a Pi) falls back to the value
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from edgekit.artifact import TensorSpec
     from edgekit.runtimes import Runner
 
+Tensor = TypeVar("Tensor")
+Op = TypeVar("Op")
 PROBABILITIES = "probabilities"
 LOGITS = "logits"
 MEANINGS = (PROBABILITIES, LOGITS)
@@ -51,6 +54,22 @@ def kind_from_ops(last_ops: list[str]) -> str:
         if op not in PASS_THROUGH:
             return LOGITS
     return LOGITS
+
+
+def ops_before(
+    tensor: Tensor, producer: dict[Tensor, Op], op_name: Callable[[Op], str], first_input: Callable[[Op], Tensor | None]
+) -> list[str]:
+    """The operator names on the chain that ends at `tensor`, last first, following each operator's
+    first input (at most 16: enough to pass a softmax's quantize/dequantize/reshape tail)."""
+    chain: list[str] = []
+    while tensor in producer and len(chain) < 16:
+        op = producer[tensor]
+        chain.append(op_name(op))
+        following = first_input(op)
+        if following is None:
+            break
+        tensor = following
+    return chain
 
 
 def meaning_of(runner: Runner) -> OutputMeaning:

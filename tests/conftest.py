@@ -98,6 +98,17 @@ def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="session")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """24 calibration and 24 validation crops (64x64) of the real photos, disjoint seeds."""
+    from edgekit.samples import write_crops
+
+    folder = tmp_path_factory.mktemp("crops")
+    write_crops(folder / "calib", 24, seed=1, size=64)
+    write_crops(folder / "val", 24, seed=2, size=64)
+    return {"calib": folder / "calib", "val": folder / "val"}
+
+
 @pytest.fixture()
 def rng() -> np.random.Generator:
     """A seeded generator."""

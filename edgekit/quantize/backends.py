@@ -44,7 +44,7 @@ class Backend(abc.ABC):
     ) -> None:
         self.source, self.reference, self.work, self.options, self.prep = source, reference, work, options, prep
         self.progress = progress
-        self.bias_correction: BiasCorrection | None = None
+        self.corrections: dict[Path, BiasCorrection] = {}  # per quantized file
         with open_runner(read_artifact(reference)) as runner:
             self.spec = runner.inputs()[0]
         self._count = 0
@@ -69,8 +69,13 @@ class Backend(abc.ABC):
         """Layers ranked by their quantization error, worst first."""
 
     @abc.abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """What was used, for the report and the sidecar."""
+    def settings(self, candidate: Path | None = None) -> dict[str, Any]:
+        """What was used (for `candidate`: its bias correction), for the report and the sidecar."""
+
+    def correction_of(self, candidate: Path | None) -> dict[str, Any] | None:
+        """The bias correction applied to `candidate`, as a dict, or None."""
+        correction = self.corrections.get(candidate) if candidate is not None else None
+        return dataclasses.asdict(correction) if correction else None
 
 
 class OnnxBackend(Backend):
@@ -102,7 +107,7 @@ class OnnxBackend(Backend):
         )
         if self.options.scheme == "int8" and self.options.bias_correction:
             feeds = [{self.spec.name: t} for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
-            self.bias_correction = correct_biases(self.preprocessed, target, feeds, self.progress)
+            self.corrections[target] = correct_biases(self.preprocessed, target, feeds, self.progress)
         if not float_layers:
             self._plain = target
         return target
@@ -112,8 +117,8 @@ class OnnxBackend(Backend):
         plain = self._plain or self.quantize([])
         return onnx_quant.layer_drift(self.preprocessed, plain, self.calibration(DEBUG_SAMPLES), self.prep, self.spec)
 
-    def settings(self) -> dict[str, Any]:
-        """Scheme, format, calibration and CPU preset."""
+    def settings(self, candidate: Path | None = None) -> dict[str, Any]:
+        """Scheme, format, calibration, CPU preset and the candidate's bias correction."""
         settings: dict[str, Any] = {"scheme": self.options.scheme, "format": "onnx"}
         if self.options.scheme == "int8":
             settings.update(
@@ -127,7 +132,7 @@ class OnnxBackend(Backend):
                 weights=self.cpu.weight,
                 reduce_range=self.cpu.reduce_range,
                 preset_reason=self.cpu.reason,
-                bias_correction=dataclasses.asdict(self.bias_correction) if self.bias_correction else None,
+                bias_correction=self.correction_of(candidate),
             )
         return settings
 
@@ -194,7 +199,9 @@ class TFLiteBackend(Backend):
         )
         if self.options.scheme == "int8" and self.options.bias_correction:
             samples = [t.astype(np.float32) for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
-            data, self.bias_correction = correct_tflite_biases(self._float_flatbuffer(), data, samples, self.progress)
+            data, self.corrections[target] = correct_tflite_biases(
+                self._float_flatbuffer(), data, samples, self.progress
+            )
         target.write_bytes(share_identical_vectors(data))
         return target
 
@@ -210,8 +217,8 @@ class TFLiteBackend(Backend):
         """The TFLite QuantizationDebugger's per-layer statistics."""
         return tflite_quant.layer_drift(self.make_converter, self.dataset(DEBUG_SAMPLES), self.names)
 
-    def settings(self) -> dict[str, Any]:
-        """Scheme, IO dtype and calibration."""
+    def settings(self, candidate: Path | None = None) -> dict[str, Any]:
+        """Scheme, IO dtype, calibration and the candidate's bias correction."""
         settings: dict[str, Any] = {"scheme": self.options.scheme, "format": "tflite"}
         if self.options.scheme == "int8":
             settings.update(
@@ -219,7 +226,7 @@ class TFLiteBackend(Backend):
                 calibration_source=str(self.options.calib),
                 calibration_count=self.options.calib_count,
                 kernels="TFLite int8 (XNNPACK on CPU)",
-                bias_correction=dataclasses.asdict(self.bias_correction) if self.bias_correction else None,
+                bias_correction=self.correction_of(candidate),
                 file_layout="identical quantization vectors stored once (outputs checked bit-identical)",
             )
         return settings

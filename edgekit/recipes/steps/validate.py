@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.recipes.steps import Step, StepContext, StepOutcome
+
+if TYPE_CHECKING:
+    from edgekit.board import Board
 
 
 @dataclasses.dataclass
@@ -96,7 +100,7 @@ class ValidateStep(Step):
         limits: Any,
         reference: Any,
         metrics: dict[str, Any],
-        board: Any = None,
+        board: Board | None = None,
     ) -> Any:
         """Validate one model and record its figures in `metrics`; return its ValidationReport."""
         from edgekit.convert.api import read_labels
@@ -132,7 +136,7 @@ class ValidateStep(Step):
         return report
 
 
-def _board(config: ValidateConfig, progress: Any) -> Any:
+def _board(config: ValidateConfig, progress: Callable[[str], None]) -> Board | None:
     """The board the candidates run on, or None for this host."""
     if config.remote is None and not config.emulate and config.device is None:
         return None

@@ -247,6 +247,19 @@ class BoardRunner:
 
     concurrent = False
 
+    @classmethod
+    def beside(cls, local: object, board: Board, inputs: list[np.ndarray], threads: int | None) -> BoardRunner:
+        """The board's run of the model `local` (a Runner opened here) has open, with the tensor
+        specs and output meaning read here (the board's install may lack the onnx package)."""
+        from edgekit.output_meaning import with_meaning
+
+        artifact = dataclasses.replace(
+            local.artifact,  # type: ignore[attr-defined]
+            inputs=local.inputs(),  # type: ignore[attr-defined]
+            outputs=with_meaning(local.outputs(), local),  # type: ignore[attr-defined, arg-type]
+        )
+        return cls(artifact, board, inputs, threads)
+
     def __init__(self, artifact: object, board: Board, inputs: list[np.ndarray], threads: int | None = None) -> None:
         from edgekit.artifact import ModelArtifact
 
@@ -290,6 +303,28 @@ class BoardRunner:
 
 def _key(tensor: np.ndarray) -> bytes:
     return hashlib.sha1(np.ascontiguousarray(tensor, np.float32).tobytes()).digest()
+
+
+@dataclasses.dataclass
+class BoardChoice:
+    """Where the user asked a model to run: nowhere special (this host), an emulated board, or SSH."""
+
+    device: str | None = None
+    emulate: bool = False
+    remote: str | None = None  # user@host
+    remote_python: str = "python3"
+    ssh_options: list[str] = dataclasses.field(default_factory=list)
+
+    def open(self, progress: Progress) -> Board | None:
+        """The board, prepared if it is an emulated one; None for this host."""
+        if self.remote is None and not self.emulate and self.device is None:
+            return None
+        from edgekit.bench import Remote
+
+        remote = Remote(self.remote, self.remote_python, list(self.ssh_options)) if self.remote else None
+        if remote is None and self.device is None:
+            raise BadInput("--emulate needs --device NAME (rpi4, rpi5)", fix="add --device rpi4")
+        return open_board(self.device or "", self.emulate, remote, progress)
 
 
 def open_board(device: str, emulate: bool, remote: object | None, progress: Progress) -> Board:

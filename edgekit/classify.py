@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifact import read_artifact
+from edgekit.board import Board, BoardRunner
 from edgekit.errors import BadInput
 from edgekit.loaders import LoadOptions
 from edgekit.output_meaning import meaning_of, to_probabilities
@@ -49,8 +50,9 @@ def classify_images(
     preprocess: PreprocessOverrides | None = None,
     load: LoadOptions | None = None,
     threads: int | None = None,
+    board: Board | None = None,
 ) -> tuple[str, list[ImageResult]]:
-    """Classify each image; returns the runtime description and the results."""
+    """Classify each image (on `board`'s kernels when given); returns the runtime description and the results."""
     artifact = read_artifact(model)
     prep = resolve_preprocessing(artifact.preprocessing, preprocess or PreprocessOverrides())
     if prep is None:
@@ -61,12 +63,14 @@ def classify_images(
     labels = labels or artifact.labels
     photos = [(path, load_image(path)) for path in images]
     results = []
-    with open_runner(artifact, threads=threads, load=load) as runner:
-        classes = runner.outputs()[0].shape[-1]
+    with open_runner(artifact, threads=threads, load=load) as local:
+        classes = local.outputs()[0].shape[-1]
         if labels and isinstance(classes, int) and classes != len(labels):
             raise BadInput(f"{len(labels)} labels for a model with {classes} classes", fix="give this model's labels")
+        tensors = [image_to_tensor(image, prep, local.inputs()[0]) for _, image in photos]
+        runner = local if board is None else BoardRunner.beside(local, board, tensors, threads)
         kind = meaning_of(runner).kind
-        for path, image in photos:
-            scores = runner.infer([image_to_tensor(image, prep, runner.inputs()[0])])[0]
+        for (path, _), tensor in zip(photos, tensors):
+            scores = runner.infer([tensor])[0]
             results.append(ImageResult(str(path), top_k(to_probabilities(scores, kind), k, labels)))
         return runner.describe(), results

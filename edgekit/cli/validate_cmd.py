@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgekit.cli.options import json_option, load_options, preprocessing_options
+from edgekit.cli.options import board_options, json_option, load_options, preprocessing_options
 
 
 @click.command("validate")
@@ -38,11 +38,7 @@ from edgekit.cli.options import json_option, load_options, preprocessing_options
     help="Reference probability above which an image counts as confident.",
 )
 @click.option("--threads", type=click.IntRange(1, 256), help="Runtime threads.")
-@click.option("--device", help="Run CANDIDATE on this board's kernels (with --emulate or --remote): rpi4, rpi5.")
-@click.option("--emulate", is_flag=True, help="In the device's emulated board (QEMU arm64; prepared on first use).")
-@click.option("--remote", help="On a real board over SSH, e.g. pi@raspberrypi.local (key-based login).")
-@click.option("--remote-python", default="python3", show_default=True, help="The board's Python with edgekit[pi].")
-@click.option("--ssh-option", "ssh_options", multiple=True, help="ssh -o option for --remote (repeatable).")
+@board_options
 @load_options
 @preprocessing_options
 @json_option
@@ -57,6 +53,7 @@ def validate_command(
     preprocess: Any,
     labels_file: Path | None,
     as_json: bool,
+    board: Any,
     **options: Any,
 ) -> None:
     """Compare CANDIDATE with REFERENCE on the same images; exit 1 when a limit is broken."""
@@ -64,8 +61,11 @@ def validate_command(
     from edgekit.recipes.steps.validate import ValidateConfig
     from edgekit.report import print_json, print_validation, progress_printer
 
-    options["ssh_options"] = list(options["ssh_options"])
-    config = ValidateConfig(max_drift=budget, labels_csv=str(labels_csv) if labels_csv else None, **options)
+    config = ValidateConfig(
+        max_drift=budget, labels_csv=str(labels_csv) if labels_csv else None, device=board.device,
+        emulate=board.emulate, remote=board.remote, remote_python=board.remote_python,
+        ssh_options=board.ssh_options, **options,
+    )  # fmt: skip
     outcome = run_single_step(
         "validate", config, reference, models=[candidate], load=load, preprocess=preprocess, labels=labels_file,
         data={"validation": data}, count=count, progress=progress_printer(quiet=as_json),

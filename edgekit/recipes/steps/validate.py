@@ -138,14 +138,7 @@ class ValidateStep(Step):
 
 def _board(config: ValidateConfig, progress: Callable[[str], None]) -> Board | None:
     """The board the candidates run on, or None for this host."""
-    if config.remote is None and not config.emulate and config.device is None:
-        return None
-    from edgekit.bench import Remote
-    from edgekit.board import open_board
+    from edgekit.board import BoardChoice
 
-    remote = Remote(config.remote, config.remote_python, list(config.ssh_options)) if config.remote else None
-    if remote is None and config.device is None:
-        from edgekit.errors import BadInput
-
-        raise BadInput("--emulate needs --device NAME (rpi4, rpi5)", fix="add --device rpi4")
-    return open_board(config.device or "", config.emulate, remote, progress)
+    choice = BoardChoice(config.device, config.emulate, config.remote, config.remote_python, list(config.ssh_options))
+    return choice.open(progress)

@@ -99,6 +99,17 @@ def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_tflite(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TinyNet (logits) as float TFLite."""
+    from edgekit.convert.api import ConvertOptions, convert_model
+
+    output = tmp_path_factory.mktemp("tiny-tflite") / "tiny.tflite"
+    return convert_model(
+        torch_models["pt2"], ConvertOptions(target=Format.TFLITE, output=output, check_images=2)
+    ).output
+
+
+@pytest.fixture(scope="session")
 def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """24 calibration and 24 validation crops (64x64) of the real photos, disjoint seeds."""
     from edgekit.samples import write_crops

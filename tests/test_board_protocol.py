@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from edgekit.board import BoardRunner, Emulation, _stage, _worker_result, host_problems
-from edgekit.convert.api import ConvertOptions, convert_model
 from edgekit.errors import BadInput, DeviceUnavailable
 from edgekit.formats import Format
 from edgekit.validate import validate_models
@@ -40,13 +39,10 @@ class ThisHostBoard:
 
 
 def test_validate_through_a_board_equals_validate_here(
-    keras_models: dict[str, Path], photos_dir: Path, tmp_path: Path
+    torch_models: dict[str, Path], tiny_tflite: Path, photos_dir: Path
 ) -> None:
-    fp32 = convert_model(
-        keras_models["keras"], ConvertOptions(target=Format.TFLITE, output=tmp_path / "k.tflite", check_images=2)
-    ).output
-    here = validate_models(keras_models["keras"], fp32, photos_dir)
-    there = validate_models(keras_models["keras"], fp32, photos_dir, board=ThisHostBoard())
+    here = validate_models(torch_models["pt2"], tiny_tflite, photos_dir)
+    there = validate_models(torch_models["pt2"], tiny_tflite, photos_dir, board=ThisHostBoard())
     assert there.top1_agreement == here.top1_agreement and there.mean_kl == pytest.approx(here.mean_kl, abs=1e-9)
     assert there.host_vs_device["top1_changed"] == 0 and there.host_vs_device["max_abs_diff"] == 0.0
     assert there.candidate_runtime.endswith("on this host (stand-in board)")
@@ -91,15 +87,10 @@ def test_a_host_that_cannot_emulate_says_what_to_install(monkeypatch: pytest.Mon
         prepare_board("rpi4", Emulation("cortex-a72"), progress=print)
 
 
-def test_classify_through_a_board_equals_classify_here(
-    keras_models: dict[str, Path], photos_dir: Path, tmp_path: Path
-) -> None:
+def test_classify_through_a_board_equals_classify_here(tiny_tflite: Path, photos_dir: Path) -> None:
     from edgekit.classify import classify_images
 
-    fp32 = convert_model(
-        keras_models["keras"], ConvertOptions(target=Format.TFLITE, output=tmp_path / "k.tflite", check_images=2)
-    ).output
     photos = sorted(photos_dir.glob("*.png"))
-    _, here = classify_images(fp32, photos, k=3)
-    runtime, there = classify_images(fp32, photos, k=3, board=ThisHostBoard())
+    _, here = classify_images(tiny_tflite, photos, k=3)
+    runtime, there = classify_images(tiny_tflite, photos, k=3, board=ThisHostBoard())
     assert runtime.endswith("on this host (stand-in board)") and there == here

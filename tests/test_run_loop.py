@@ -31,14 +31,6 @@ PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "china", "flower")
 
 
 @pytest.fixture(scope="module")
-def tiny_tflite(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("run") / "tiny.tflite"
-    return convert_model(
-        torch_models["pt2"], ConvertOptions(target=Format.TFLITE, output=output, check_images=2)
-    ).output
-
-
-@pytest.fixture(scope="module")
 def tiny_onnx(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("run") / "tiny.onnx"
     return convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=2)).output

@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.bench import BenchSettings, Remote, bench_remote
-from edgekit.convert.api import ConvertOptions, convert_model
 from edgekit.errors import DeviceUnavailable
-from edgekit.formats import Format
 
 SSHD = Path("/usr/sbin/sshd")
 pytestmark = [
@@ -78,12 +76,6 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     yield {"target": f"{getpass.getuser()}@127.0.0.1", "options": options}
     server.terminate()
     server.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def tiny_tflite(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("remote") / "tiny.tflite"
-    return convert_model(torch_models["pt2"], ConvertOptions(Format.TFLITE, output, check_images=2)).output
 
 
 def test_bench_runs_on_the_board_and_brings_json_back(sshd: dict, pi_venv: Path, tiny_tflite: Path) -> None:

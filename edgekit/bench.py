@@ -8,6 +8,7 @@ p50/p90/p99/mean/std, throughput, load time, first inference, peak RSS, with the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +163,7 @@ def bench_remote(
     models: list[Path], settings: BenchSettings, remote: Remote, progress: Any = lambda _: None
 ) -> list[BenchResult]:
     """Copy each model (and its sidecar) to the board, run the same worker there, bring the JSON back."""
-    workdir = _ssh(remote, "mktemp -d /tmp/edgekit-bench-XXXXXX").strip()
-    try:
+    with remote_workdir(remote, "edgekit-bench") as workdir:
         results = []
         for model in models:
             progress(f"copying {model.name} to {remote.target}")
@@ -176,6 +177,14 @@ def bench_remote(
             result.model = f"{remote.target}:{model.name}"
             results.append(result)
         return results
+
+
+@contextlib.contextmanager
+def remote_workdir(remote: Remote, prefix: str) -> Iterator[str]:
+    """A temporary folder on the board (mktemp -d under /tmp), removed afterwards."""
+    workdir = _ssh(remote, f"mktemp -d /tmp/{prefix}-XXXXXX").strip()
+    try:
+        yield workdir
     finally:
         _ssh(remote, f"rm -rf {shlex.quote(workdir)}", check=False)
 

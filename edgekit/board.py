@@ -25,11 +25,16 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from edgekit.errors import BadInput, DeviceUnavailable
+from edgekit.runtimes import Runner, feeds_key
+
+if TYPE_CHECKING:
+    from edgekit.artifact import ModelArtifact, TensorSpec
+    from edgekit.bench import Remote
 
 Progress = Callable[[str], None]
 BOARD_PYTHON = "/opt/edgekit/bin/python"
@@ -174,37 +179,30 @@ class ChrootBoard:
 class SshBoard:
     """A real board reached over SSH (key-based), with `edgekit[pi]` in its `python`."""
 
-    remote: object  # edgekit.bench.Remote
+    remote: Remote
 
     def describe(self) -> str:
         """e.g. 'pi@raspberrypi.local over SSH'."""
-        return f"{self.remote.target} over SSH"  # type: ignore[attr-defined]
+        return f"{self.remote.target} over SSH"
 
     def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
         """scp the model and inputs to a temporary folder there, run the worker, scp the outputs back."""
-        from edgekit.bench import Remote, _checked, _ssh
+        from edgekit.bench import _checked, remote_workdir
 
-        remote: Remote = self.remote  # type: ignore[assignment]
-        workdir = _ssh(remote, "mktemp -d /tmp/edgekit-validate-XXXXXX").strip()
-        try:
-            with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as tmp:
-                request = _stage(model, inputs, Path(tmp), Path(workdir), threads)
-                files = [str(p) for p in Path(tmp).iterdir()]
-                _checked(["scp", "-q", *remote.ssh_args(), *files, f"{remote.target}:{workdir}/"], remote)
-                command = f"{shlex.quote(remote.python)} -m edgekit.board_worker {shlex.quote(json.dumps(request))}"
-                done = subprocess.run(
-                    ["ssh", *remote.ssh_args(), remote.target, command], capture_output=True, text=True, check=False
-                )
-                if done.returncode == 0:
-                    back = Path(tmp) / "back"
-                    back.mkdir()
-                    _checked(
-                        ["scp", "-q", *remote.ssh_args(), f"{remote.target}:{workdir}/outputs.npy", str(back)], remote
-                    )
-                    return _worker_result(done, back / "outputs.npy", self.describe())
-                return _worker_result(done, Path(tmp) / "missing.npy", self.describe())
-        finally:
-            _ssh(remote, f"rm -rf {shlex.quote(workdir)}", check=False)
+        remote = self.remote
+        with remote_workdir(remote, "edgekit-validate") as workdir, tempfile.TemporaryDirectory() as tmp:
+            request = _stage(model, inputs, Path(tmp), Path(workdir), threads)
+            files = [str(p) for p in Path(tmp).iterdir()]
+            _checked(["scp", "-q", *remote.ssh_args(), *files, f"{remote.target}:{workdir}/"], remote)
+            command = f"{shlex.quote(remote.python)} -m edgekit.board_worker {shlex.quote(json.dumps(request))}"
+            done = subprocess.run(
+                ["ssh", *remote.ssh_args(), remote.target, command], capture_output=True, text=True, check=False
+            )
+            back = Path(tmp) / "back"
+            back.mkdir()
+            if done.returncode == 0:
+                _checked(["scp", "-q", *remote.ssh_args(), f"{remote.target}:{workdir}/outputs.npy", str(back)], remote)
+            return _worker_result(done, back / "outputs.npy", self.describe())
 
 
 def _stage(model: Path, inputs: np.ndarray, folder: Path, inside: Path, threads: int | None) -> dict:
@@ -241,68 +239,49 @@ def source_digest(project: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-class BoardRunner:
+class BoardRunner(Runner):
     """A model's outputs computed on a board for a known set of inputs, served as a Runner (the
-    comparison engine then treats the device like any other runtime). Inputs it was not given fail."""
-
-    concurrent = False
+    comparison engine then treats the device like any other runtime). Inputs it was not given fail.
+    Its output meaning is the artifact's record (the base class reads no graph)."""
 
     @classmethod
-    def beside(cls, local: object, board: Board, inputs: list[np.ndarray], threads: int | None) -> BoardRunner:
+    def beside(cls, local: Runner, board: Board, inputs: list[np.ndarray], threads: int | None) -> BoardRunner:
         """The board's run of the model `local` (a Runner opened here) has open, with the tensor
         specs and output meaning read here (the board's install may lack the onnx package)."""
         from edgekit.output_meaning import with_meaning
 
+        assert local.artifact is not None  # set by open_runner
         artifact = dataclasses.replace(
-            local.artifact,  # type: ignore[attr-defined]
-            inputs=local.inputs(),  # type: ignore[attr-defined]
-            outputs=with_meaning(local.outputs(), local),  # type: ignore[attr-defined, arg-type]
+            local.artifact, inputs=local.inputs(), outputs=with_meaning(local.outputs(), local)
         )
         return cls(artifact, board, inputs, threads)
 
-    def __init__(self, artifact: object, board: Board, inputs: list[np.ndarray], threads: int | None = None) -> None:
-        from edgekit.artifact import ModelArtifact
-
-        self.artifact: ModelArtifact = artifact  # type: ignore[assignment]
-        outputs, self.facts = board.run_worker(self.artifact.path, np.stack(inputs), threads)
-        self._by_input = {_key(x): out for x, out in zip(inputs, outputs)}
+    def __init__(
+        self, artifact: ModelArtifact, board: Board, inputs: list[np.ndarray], threads: int | None = None
+    ) -> None:
+        self.artifact = artifact
+        outputs, self.facts = board.run_worker(artifact.path, np.stack(inputs), threads)
+        self._by_input = {feeds_key([x]): out for x, out in zip(inputs, outputs)}
         self._where = board.describe()
 
-    def inputs(self) -> list:
+    def inputs(self) -> list[TensorSpec]:
         """The inputs recorded in the model's sidecar."""
-        return self.artifact.inputs
+        return self.artifact.inputs if self.artifact else []
 
-    def outputs(self) -> list:
+    def outputs(self) -> list[TensorSpec]:
         """The outputs recorded in the model's sidecar."""
-        return self.artifact.outputs
+        return self.artifact.outputs if self.artifact else []
 
     def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """The board's output for this input."""
-        key = _key(feeds[0])
+        key = feeds_key(feeds)
         if key not in self._by_input:
             raise BadInput("this input was not run on the board", fix="report this as an edgekit bug")
         return [self._by_input[key]]
 
-    def graph_output_meaning(self) -> str | None:
-        """Unknown here: the sidecar's record is used."""
-        return None
-
     def describe(self) -> str:
         """The board's runtime and where it ran, e.g. 'ai-edge-litert 2.3.0 (XNNPACK) on emulated rpi4 (...)'."""
         return f"{self.facts.get('runtime', 'unknown runtime')} on {self._where}"
-
-    def close(self) -> None:
-        """Nothing to release: the board process has ended."""
-
-    def __enter__(self) -> BoardRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _key(tensor: np.ndarray) -> bytes:
-    return hashlib.sha1(np.ascontiguousarray(tensor, np.float32).tobytes()).digest()
 
 
 @dataclasses.dataclass
@@ -327,7 +306,7 @@ class BoardChoice:
         return open_board(self.device or "", self.emulate, remote, progress)
 
 
-def open_board(device: str, emulate: bool, remote: object | None, progress: Progress) -> Board:
+def open_board(device: str, emulate: bool, remote: Remote | None, progress: Progress) -> Board:
     """The board to run on: the profile's emulated board (prepared if needed), or a real one over SSH."""
     from edgekit.devices import load_profile
 

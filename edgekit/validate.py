@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from edgekit.errors import BadInput, DriftExceeded
 from edgekit.loaders import LoadOptions
 from edgekit.output_meaning import OutputMeaning, meaning_of, to_probabilities
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
-from edgekit.runtimes import Runner, open_runner
+from edgekit.runtimes import Runner, feeds_key, open_runner
 
 if TYPE_CHECKING:
     from edgekit.board import Board
@@ -291,7 +290,7 @@ class MemoRunner:
 
     def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """The wrapped runner's outputs, computed once per distinct input."""
-        key = hashlib.sha1(b"".join(np.ascontiguousarray(f).tobytes() for f in feeds)).digest()
+        key = feeds_key(feeds)
         if key not in self._outputs:
             self._outputs[key] = self._runner.infer(feeds)
         return self._outputs[key]

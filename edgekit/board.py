@@ -15,6 +15,7 @@ the host's x86 cpuinfo there and crash in cpuinfo's init.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,9 +24,9 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -37,10 +38,45 @@ if TYPE_CHECKING:
     from edgekit.bench import Remote
 
 Progress = Callable[[str], None]
-BOARD_PYTHON = "/opt/edgekit/bin/python"
 # openssh-server: `bench --remote` reaches the emulated board over SSH on 127.0.0.1, as it reaches a Pi.
 ROOTFS_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,openssh-server"
-MARKER = ".edgekit-board.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class BoardVenv:
+    """One of the board's Python environments with edgekit in it."""
+
+    path: str
+    marker: str  # what was installed there, in the board's root
+    apt: tuple[str, ...] = ()  # Debian packages it takes from the system (venv --system-site-packages)
+    pip: tuple[str, ...] = ("edgekit[pi]",)  # what pip adds (edgekit itself: from the checkout or PyPI)
+
+    @property
+    def python(self) -> str:
+        """Its Python."""
+        return f"{self.path}/bin/python"
+
+
+# "pip": `pip install edgekit[pi]` (pip's numpy 2, opencv-python-headless, ai-edge-litert).
+# "system": as on Raspberry Pi OS with its own OpenCV: apt's python3-opencv (GStreamer, V4L2) and numpy
+# 1.24, seen through --system-site-packages, with tflite-runtime (built for numpy 1.x) and onnxruntime;
+# edgekit is installed with --no-deps, since pip cannot see that apt's cv2 is opencv-python-headless.
+SYSTEM_APT = (
+    *("python3-numpy", "python3-opencv", "python3-click", "python3-rich", "python3-yaml"),
+    *("gstreamer1.0-plugins-base", "gstreamer1.0-plugins-good"),  # videoconvert, appsink; v4l2src
+)
+VENVS = {
+    "pip": BoardVenv("/opt/edgekit", ".edgekit-board.json"),
+    "system": BoardVenv(
+        "/opt/edgekit-system",
+        ".edgekit-board-system.json",
+        apt=SYSTEM_APT,
+        pip=("tflite-runtime", "onnxruntime"),
+    ),
+}
+MARKER = VENVS["pip"].marker
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BOARD_PYTHON = VENVS["pip"].python
 EMULATED_MARK = "etc/edgekit-emulated"  # inside the board: host_facts() labels figures measured there
 
 
@@ -68,14 +104,82 @@ class Emulation:
         return {"arm64": "aarch64"}[self.arch]
 
 
+class BoardFolder(Protocol):
+    """A temporary folder on a board, and a way to run commands there."""
+
+    inside: str  # the folder's path as the board sees it
+
+    def put(self, paths: list[Path]) -> None:
+        """Copy files or folders into the folder (keeping their names)."""
+
+    def get(self, name: str, dest: Path) -> bool:
+        """Copy the folder's file `name` to `dest` here; False when the board has no such file."""
+
+    def run(self, argv: list[str], stream: bool = False) -> subprocess.CompletedProcess:
+        """Run `argv` on the board; `stream`: its output goes to ours as it comes (and is not kept)."""
+
+
 class Board(Protocol):
     """Somewhere a model can be run on the device's kernels."""
+
+    python: str  # the board's Python that has edgekit[pi]
 
     def describe(self) -> str:
         """Where it runs, e.g. 'emulated rpi4 (QEMU cortex-a72, Debian bookworm arm64)'."""
 
-    def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
-        """Run `model` on each of `inputs` (N, *input shape) there; output 0 of each, and the board's facts."""
+    def folder(self, prefix: str) -> contextlib.AbstractContextManager[BoardFolder]:
+        """A temporary folder there, removed afterwards."""
+
+
+def run_worker(
+    board: Board, artifact: ModelArtifact, inputs: np.ndarray, threads: int | None
+) -> tuple[np.ndarray, dict]:
+    """Run the model on each of `inputs` (N, *input shape) on the board; output 0 of each, and its facts.
+    The board reads the model's tensors from a sidecar written from `artifact` (it may lack the
+    packages that read them from the graph, and a candidate being made has no sidecar yet)."""
+    model = artifact.path
+    with board.folder("edgekit-board") as folder, tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "inputs.npy", inputs)
+        sidecar = Path(tmp) / (model.name + ".edgekit.json")
+        sidecar.write_text(json.dumps(artifact.to_dict()))
+        folder.put([model, sidecar, Path(tmp) / "inputs.npy"])
+        inside = Path(folder.inside)
+        request = {
+            "model": str(inside / model.name),
+            "inputs": str(inside / "inputs.npy"),
+            "outputs": str(inside / "outputs.npy"),
+            "threads": threads,
+        }
+        done = folder.run([board.python, "-m", "edgekit.board_worker", json.dumps(request)])
+        outputs = Path(tmp) / "outputs.npy"
+        if done.returncode == 0:
+            folder.get("outputs.npy", outputs)
+        return _worker_result(done, outputs, board.describe())
+
+
+def model_files(model: Path) -> list[Path]:
+    """The model and its sidecar, when it has one."""
+    sidecar = model.with_name(model.name + ".edgekit.json")
+    return [model, *([sidecar] if sidecar.is_file() else [])]
+
+
+def stream_output(command: list[str]) -> subprocess.CompletedProcess:
+    """Run `command`, passing its stdout and stderr line by line to ours (sys.stdout may be a capture)."""
+    import sys
+    import threading
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def pump(stream: IO[str], to: IO[str]) -> None:
+        for line in stream:
+            to.write(line)
+            to.flush()
+
+    errors = threading.Thread(target=pump, args=(process.stderr, sys.stderr), daemon=True)
+    errors.start()
+    pump(process.stdout, sys.stdout)  # type: ignore[arg-type]
+    errors.join()
+    return subprocess.CompletedProcess(command, process.wait(), "", "")
 
 
 def board_root(emulation: Emulation) -> Path:
@@ -137,15 +241,18 @@ class ChrootBoard:
     name: str
     emulation: Emulation
     root: Path
+    venv: BoardVenv = VENVS["pip"]
 
     def describe(self) -> str:
         """e.g. 'emulated rpi4 (QEMU cortex-a72, Debian bookworm arm64)'."""
         e = self.emulation
-        return f"emulated {self.name} (QEMU {e.cpu}, Debian {e.debian} {e.arch})"
+        opencv = ", system OpenCV" if self.venv.apt else ""
+        return f"emulated {self.name} (QEMU {e.cpu}, Debian {e.debian} {e.arch}{opencv})"
 
     def command(self, argv: list[str]) -> list[str]:
         """`argv` run inside the board with a clean environment."""
-        env = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", f"QEMU_CPU={self.emulation.cpu}", "LC_ALL=C.UTF-8"]
+        env = [f"PATH={PATH}", "HOME=/root", f"QEMU_CPU={self.emulation.cpu}", "LC_ALL=C.UTF-8"]
+        env.append("DEBIAN_FRONTEND=noninteractive")
         return ["chroot", str(self.root), "/usr/bin/env", "-i", *env, *argv]
 
     def describe_cpu(self) -> None:
@@ -160,19 +267,52 @@ class ChrootBoard:
         for name in ("possible", "present", "online"):
             (cpus / name).write_text(f"0-{CORES - 1}\n")
 
-    def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
-        """Copy the model and inputs into the board's /tmp, run the worker there, read the outputs."""
+    @property
+    def python(self) -> str:
+        """The venv's Python inside the board."""
+        return self.venv.python
+
+    @contextlib.contextmanager
+    def folder(self, prefix: str) -> Iterator[ChrootFolder]:
+        """A folder under the board's /tmp (its cpuinfo written first, see describe_cpu)."""
         self.describe_cpu()
-        with tempfile.TemporaryDirectory(prefix="edgekit-board-", dir=self.root / "tmp") as tmp:
-            inside = Path("/tmp") / Path(tmp).name
-            request = _stage(model, inputs, Path(tmp), inside, threads)
-            done = subprocess.run(
-                self.command([BOARD_PYTHON, "-m", "edgekit.board_worker", json.dumps(request)]),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            return _worker_result(done, Path(tmp) / "outputs.npy", self.describe())
+        with tempfile.TemporaryDirectory(prefix=f"{prefix}-", dir=self.root / "tmp") as tmp:
+            yield ChrootFolder(self, Path(tmp))
+
+
+@dataclasses.dataclass
+class ChrootFolder:
+    """A folder in an emulated board's /tmp, seen from here as `here`."""
+
+    board: ChrootBoard
+    here: Path
+
+    @property
+    def inside(self) -> str:
+        """The folder's path in the board."""
+        return str(Path("/tmp") / self.here.name)
+
+    def put(self, paths: list[Path]) -> None:
+        """Copy files or folders in."""
+        for path in paths:
+            if path.is_dir():
+                shutil.copytree(path, self.here / path.name)
+            else:
+                shutil.copyfile(path, self.here / path.name)
+
+    def get(self, name: str, dest: Path) -> bool:
+        """Copy a file out."""
+        if not (self.here / name).is_file():
+            return False
+        shutil.copyfile(self.here / name, dest)
+        return True
+
+    def run(self, argv: list[str], stream: bool = False) -> subprocess.CompletedProcess:
+        """Run in the chroot under QEMU."""
+        command = self.board.command(argv)
+        if stream:
+            return stream_output(command)
+        return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
 @dataclasses.dataclass
@@ -185,39 +325,50 @@ class SshBoard:
         """e.g. 'pi@raspberrypi.local over SSH'."""
         return f"{self.remote.target} over SSH"
 
-    def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
-        """scp the model and inputs to a temporary folder there, run the worker, scp the outputs back."""
-        from edgekit.bench import _checked, remote_workdir
+    @property
+    def python(self) -> str:
+        """The board's Python (--remote-python)."""
+        return self.remote.python
+
+    @contextlib.contextmanager
+    def folder(self, prefix: str) -> Iterator[SshFolder]:
+        """mktemp -d on the board, removed afterwards."""
+        from edgekit.bench import remote_workdir
+
+        with remote_workdir(self.remote, prefix) as workdir:
+            yield SshFolder(self.remote, workdir)
+
+
+@dataclasses.dataclass
+class SshFolder:
+    """A folder on a board reached over SSH."""
+
+    remote: Remote
+    inside: str
+
+    def put(self, paths: list[Path]) -> None:
+        """scp (-r for folders) into the folder."""
+        from edgekit.bench import _checked
 
         remote = self.remote
-        with remote_workdir(remote, "edgekit-validate") as workdir, tempfile.TemporaryDirectory() as tmp:
-            request = _stage(model, inputs, Path(tmp), Path(workdir), threads)
-            files = [str(p) for p in Path(tmp).iterdir()]
-            _checked(["scp", "-q", *remote.ssh_args(), *files, f"{remote.target}:{workdir}/"], remote)
-            command = f"{shlex.quote(remote.python)} -m edgekit.board_worker {shlex.quote(json.dumps(request))}"
-            done = subprocess.run(
-                ["ssh", *remote.ssh_args(), remote.target, command], capture_output=True, text=True, check=False
-            )
-            back = Path(tmp) / "back"
-            back.mkdir()
-            if done.returncode == 0:
-                _checked(["scp", "-q", *remote.ssh_args(), f"{remote.target}:{workdir}/outputs.npy", str(back)], remote)
-            return _worker_result(done, back / "outputs.npy", self.describe())
+        _checked(["scp", "-q", "-r", *remote.ssh_args(), *map(str, paths), f"{remote.target}:{self.inside}/"], remote)
 
+    def get(self, name: str, dest: Path) -> bool:
+        """scp a file back."""
+        from edgekit.bench import _checked
 
-def _stage(model: Path, inputs: np.ndarray, folder: Path, inside: Path, threads: int | None) -> dict:
-    """Write the model, its sidecar and the inputs into `folder`; the worker's request (paths as seen there)."""
-    shutil.copyfile(model, folder / model.name)
-    sidecar = model.with_name(model.name + ".edgekit.json")
-    if sidecar.is_file():
-        shutil.copyfile(sidecar, folder / sidecar.name)
-    np.save(folder / "inputs.npy", inputs)
-    return {
-        "model": str(inside / model.name),
-        "inputs": str(inside / "inputs.npy"),
-        "outputs": str(inside / "outputs.npy"),
-        "threads": threads,
-    }
+        remote, source = self.remote, f"{self.remote.target}:{self.inside}/{name}"
+        done = subprocess.run(["scp", "-q", *remote.ssh_args(), source, str(dest)], capture_output=True, check=False)
+        if done.returncode != 0:
+            _checked(["ssh", *remote.ssh_args(), remote.target, "true"], remote)  # unreachable: say so
+        return done.returncode == 0
+
+    def run(self, argv: list[str], stream: bool = False) -> subprocess.CompletedProcess:
+        """ssh the command (quoted for the board's shell)."""
+        command = ["ssh", *self.remote.ssh_args(), self.remote.target, shlex.join(argv)]
+        if stream:
+            return stream_output(command)
+        return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
 def _worker_result(done: subprocess.CompletedProcess, outputs: Path, where: str) -> tuple[np.ndarray, dict]:
@@ -260,7 +411,7 @@ class BoardRunner(Runner):
         self, artifact: ModelArtifact, board: Board, inputs: list[np.ndarray], threads: int | None = None
     ) -> None:
         self.artifact = artifact
-        outputs, self.facts = board.run_worker(artifact.path, np.stack(inputs), threads)
+        outputs, self.facts = run_worker(board, artifact, np.stack(inputs), threads)
         self._by_input = {feeds_key([x]): out for x, out in zip(inputs, outputs)}
         self._where = board.describe()
 
@@ -293,6 +444,7 @@ class BoardChoice:
     remote: str | None = None  # user@host
     remote_python: str = "python3"
     ssh_options: list[str] = dataclasses.field(default_factory=list)
+    opencv: str = "pip"  # the emulated board's venv (VENVS): pip's OpenCV, or the system's as on Pi OS
 
     def open(self, progress: Progress) -> Board | None:
         """The board, prepared if it is an emulated one; None for this host."""
@@ -303,10 +455,10 @@ class BoardChoice:
         remote = Remote(self.remote, self.remote_python, list(self.ssh_options)) if self.remote else None
         if remote is None and self.device is None:
             raise BadInput("--emulate needs --device NAME (rpi4, rpi5)", fix="add --device rpi4")
-        return open_board(self.device or "", self.emulate, remote, progress)
+        return open_board(self.device or "", self.emulate, remote, progress, self.opencv)
 
 
-def open_board(device: str, emulate: bool, remote: Remote | None, progress: Progress) -> Board:
+def open_board(device: str, emulate: bool, remote: Remote | None, progress: Progress, opencv: str = "pip") -> Board:
     """The board to run on: the profile's emulated board (prepared if needed), or a real one over SSH."""
     from edgekit.devices import load_profile
 
@@ -317,4 +469,4 @@ def open_board(device: str, emulate: bool, remote: Remote | None, progress: Prog
         raise BadInput(f"--device {device} alone runs nothing on the board", fix="add --emulate or --remote USER@HOST")
     from edgekit.board_prepare import prepare_board
 
-    return prepare_board(profile.name, Emulation.from_profile(profile.name, profile.emulate), progress)
+    return prepare_board(profile.name, Emulation.from_profile(profile.name, profile.emulate), progress, opencv=opencv)

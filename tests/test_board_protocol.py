@@ -5,37 +5,55 @@ tests/test_board.py (the real path)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgekit.board import BoardRunner, Emulation, _stage, _worker_result, host_problems
+from edgekit.board import BoardRunner, Emulation, host_problems, stream_output
 from edgekit.errors import BadInput, DeviceUnavailable
 from edgekit.formats import Format
-from edgekit.validate import validate_models
+from edgekit.validate import Limits, validate_models
 
 
 class ThisHostBoard:
-    """Stand-in for a board: the worker runs in a subprocess of this host's Python."""
+    """Stand-in for a board: its folder is a temporary folder here, its Python this host's."""
+
+    python = sys.executable
 
     def describe(self) -> str:
         return "this host (stand-in board)"
 
-    def run_worker(self, model: Path, inputs: np.ndarray, threads: int | None) -> tuple[np.ndarray, dict]:
-        with tempfile.TemporaryDirectory() as tmp:
-            request = _stage(model, inputs, Path(tmp), Path(tmp), threads)
-            done = subprocess.run(
-                [sys.executable, "-m", "edgekit.board_worker", json.dumps(request)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            return _worker_result(done, Path(tmp) / "outputs.npy", self.describe())
+    @contextlib.contextmanager
+    def folder(self, prefix: str) -> Iterator[LocalFolder]:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield LocalFolder(Path(tmp))
+
+
+class LocalFolder:
+    """The stand-in board's folder: files are copied, commands run here."""
+
+    def __init__(self, here: Path) -> None:
+        self.here, self.inside = here, str(here)
+
+    def put(self, paths: list[Path]) -> None:
+        for path in paths:
+            (shutil.copytree if path.is_dir() else shutil.copyfile)(path, self.here / path.name)
+
+    def get(self, name: str, dest: Path) -> bool:
+        if not (self.here / name).is_file():
+            return False
+        shutil.copyfile(self.here / name, dest)
+        return True
+
+    def run(self, argv: list[str], stream: bool = False) -> subprocess.CompletedProcess:
+        return stream_output(argv) if stream else subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
 def test_validate_through_a_board_equals_validate_here(
@@ -94,3 +112,44 @@ def test_classify_through_a_board_equals_classify_here(tiny_tflite: Path, photos
     _, here = classify_images(tiny_tflite, photos, k=3)
     runtime, there = classify_images(tiny_tflite, photos, k=3, board=ThisHostBoard())
     assert runtime.endswith("on this host (stand-in board)") and there == here
+
+
+def test_quantize_budget_through_a_board_equals_the_budget_here(torch_models: dict[str, Path], tmp_path: Path) -> None:
+    """The budget loop judges each candidate through the board when given one: with the stand-in (same
+    kernels) every round's figures equal the ones measured here, and the report names the board."""
+    from edgekit.quantize.api import QuantizeOptions, quantize_model
+    from edgekit.samples import write_crops
+
+    calib = write_crops(tmp_path / "calib", 16, seed=1)[0].parent
+    val = write_crops(tmp_path / "val", 12, seed=2)[0].parent
+
+    def options(name: str) -> QuantizeOptions:
+        return QuantizeOptions(calib=calib, val=val, val_count=12, max_float_layers=2, output=tmp_path / name,
+                               budget=Limits(min_agreement=1.01))  # fmt: skip  # unmeetable: every round runs
+
+    here = quantize_model(torch_models["pt2"], options("here.onnx"))
+    there = quantize_model(torch_models["pt2"], options("there.onnx"), board=ThisHostBoard())
+    assert len(there.rounds) == len(here.rounds) > 1
+    assert [(r.top1_agreement, r.mean_kl) for r in there.rounds] == [(r.top1_agreement, r.mean_kl) for r in here.rounds]
+    assert there.validation.candidate_runtime.endswith("on this host (stand-in board)")
+    assert here.validation.candidate_runtime is None
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no ssh client on this host")
+def test_an_unreachable_board_is_one_line(tiny_tflite: Path, photos_dir: Path) -> None:
+    """validate, classify and run --remote to a board that refuses the connection: one line, exit 5."""
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import cli
+
+    commands = [
+        ["validate", str(tiny_tflite), str(tiny_tflite), "--data", str(photos_dir)],
+        ["classify", str(tiny_tflite), str(photos_dir / "chelsea.png")],
+        ["run", str(tiny_tflite), "--source", str(photos_dir)],
+    ]
+    for args in commands:
+        result = CliRunner().invoke(cli, [*args, "--remote", "nobody@127.0.0.1", "--ssh-option", "Port=1"])
+        errors = [line for line in result.stderr.splitlines() if line.startswith("edgekit:")]
+        assert result.exit_code == 5 and len(errors) == 1, (args[0], result.output)
+        assert errors[0].startswith("edgekit: cannot reach nobody@127.0.0.1 over SSH")
+        assert "Traceback" not in result.output

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ from edgekit.devices import load_profile
 from edgekit.formats import Format
 from edgekit.runtimes import open_runner
 from tests.tiny_nets import write_onnx_failing_at_run_time
-from tests.videos import decoded_frames, direct_top1, write_photo_video
+from tests.videos import decoded_frames, direct_top1, free_port, serve_mjpeg, write_photo_video
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "china", "flower")
 
@@ -193,61 +193,17 @@ def test_live_source_is_reconnected_without_leaving_the_loop(tiny_tflite: Path, 
     assert summary.frames == len(results) == 20  # frames kept flowing after the reconnect
 
 
-MJPEG_SERVER = r"""
-import glob, sys, time
-import cv2
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-frames = [cv2.imencode(".jpg", cv2.resize(cv2.imread(p), (320, 240)))[1].tobytes()
-          for p in sorted(glob.glob(sys.argv[2] + "/*.png"))]
-
-class Stream(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        self.end_headers()
-        index = 0
-        try:
-            while True:
-                data = frames[index % len(frames)]
-                index += 1
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data))
-                self.wfile.write(data + b"\r\n")
-                time.sleep(1 / 30)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-ThreadingHTTPServer.allow_reuse_address = True
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Stream).serve_forever()
-"""
-
-
 @pytest.mark.slow
 def test_http_stream_server_killed_and_restarted(tiny_tflite: Path, photos_dir: Path) -> None:
     """A real MJPEG-over-HTTP stream (what IP cameras and mjpg-streamer serve): its server process is
     killed mid-stream and started again; the loop reconnects with back-off and keeps classifying."""
-    import socket
     import threading
     import time
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
 
     def start_server() -> subprocess.Popen:
-        server = subprocess.Popen([sys.executable, "-c", MJPEG_SERVER, str(port), str(photos_dir)])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as client:
-                if client.connect_ex(("127.0.0.1", port)) == 0:
-                    return server
-            time.sleep(0.1)
-        server.kill()
-        raise AssertionError("the MJPEG server did not start")
+        return serve_mjpeg(port, photos_dir)
 
     servers = [start_server()]
     results: list = []
@@ -331,3 +287,88 @@ def test_results_are_handled_on_the_callers_thread(tiny_tflite: Path, video: Pat
         summary = loop.run(lambda result, frame: handled.add(threading.current_thread()))
     assert summary.frames == 24 and summary.workers == 2
     assert handled == {threading.current_thread()}
+
+
+class StandInPicamera2:
+    """Stand-in for picamera2.Picamera2 (no Pi camera module here): serves the real photos at the
+    configured size in Picamera2's RGB888 layout (B, G, R), and records how it was driven. The real
+    capture paths are tested above on video files, folders and a live MJPEG stream."""
+
+    photos: ClassVar[list[Path]] = []
+    opened: ClassVar[list[StandInPicamera2]] = []
+
+    def __init__(self, camera_num: int = 0) -> None:
+        self.camera_num, self.config, self.started, self.closed, self.index = camera_num, None, False, False, 0
+        StandInPicamera2.opened.append(self)
+
+    def create_video_configuration(self, main: dict, controls: dict) -> dict:
+        return {"main": main, "controls": controls}
+
+    def configure(self, config: dict) -> None:
+        self.config = config
+
+    def start(self) -> None:
+        self.started = True
+
+    def capture_array(self, stream: str = "main") -> np.ndarray:
+        import cv2
+
+        assert self.started and stream == "main" and self.config["main"]["format"] == "RGB888"
+        photo = self.photos[self.index % len(self.photos)]
+        self.index += 1
+        return cv2.resize(cv2.imread(str(photo)), self.config["main"]["size"])
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_picamera2_source_classifies_the_camera_modules_frames(
+    tiny_tflite: Path, photos_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--source picamera2:1: frames come from Picamera2 at the requested size, are classified as the
+    same images are by the runner alone, and the camera is stopped and closed at the end."""
+    import types
+
+    import cv2
+
+    from edgekit.preprocess import image_to_tensor
+
+    photos = [photos_dir / f"{name}.png" for name in PHOTOS]
+    monkeypatch.setattr(StandInPicamera2, "photos", photos)
+    monkeypatch.setattr(StandInPicamera2, "opened", [])
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=StandInPicamera2))
+    source = open_source("picamera2:1", CaptureSettings(width=320, height=240, fps=15))
+    assert source.live and source.name == "Pi camera 1 (Picamera2)"
+    results: list = []
+    summary = _classify_live(tiny_tflite, source, LoopOptions(max_frames=6), results, [])
+    source.close()
+    camera = StandInPicamera2.opened[0]
+    assert camera.camera_num == 1 and camera.config["controls"] == {"FrameRate": 15} and camera.closed
+    artifact = read_artifact(tiny_tflite)
+    with open_runner(artifact) as runner:
+        spec = runner.inputs()[0]
+        frames = [cv2.resize(cv2.imread(str(p)), (320, 240)) for p in photos]
+        expected = [int(np.argmax(runner.infer([image_to_tensor(f, artifact.preprocessing, spec, order="BGR")])[0]))
+                    for f in frames]  # fmt: skip
+    assert summary.frames == 6 and [r.top[0].index for r in results] == expected
+
+
+def test_picamera2_or_gstreamer_missing_is_one_line(tiny_tflite: Path) -> None:
+    """This host has neither picamera2 nor a GStreamer-enabled OpenCV (pip's opencv-python-headless):
+    each is refused in one line naming what a Pi user installs."""
+    from edgekit.camera.sources import opencv_has_gstreamer
+    from edgekit.errors import BadInput, DeviceUnavailable
+
+    with pytest.raises(DeviceUnavailable, match="needs the picamera2 package") as missing:
+        open_source("picamera2")
+    assert "apt install python3-picamera2" in missing.value.line() and "--system-site-packages" in missing.value.line()
+    with pytest.raises(BadInput, match="camera number must be an integer"):
+        open_source("picamera2:left")
+    assert not opencv_has_gstreamer()
+    result = CliRunner().invoke(cli, ["run", str(tiny_tflite), "--source", "videotestsrc ! videoconvert ! appsink"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 5 and len(lines) == 1 and "was built without GStreamer" in lines[0], result.output
+    assert "apt install python3-opencv" in lines[0]

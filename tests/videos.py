@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -39,3 +43,57 @@ def direct_top1(model: Path, video: Path) -> list[int]:
             int(np.argmax(runner.infer([image_to_tensor(frame, artifact.preprocessing, spec, order="BGR")])[0]))
             for frame in decoded_frames(video)
         ]
+
+
+MJPEG_SERVER = r"""
+import glob, sys, time
+import cv2
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+frames = [cv2.imencode(".jpg", cv2.resize(cv2.imread(p), (320, 240)))[1].tobytes()
+          for p in sorted(glob.glob(sys.argv[2] + "/*.png"))]
+
+class Stream(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        index = 0
+        try:
+            while True:
+                data = frames[index % len(frames)]
+                index += 1
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(data))
+                self.wfile.write(data + b"\r\n")
+                time.sleep(1 / 30)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+ThreadingHTTPServer.allow_reuse_address = True
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Stream).serve_forever()
+"""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_mjpeg(port: int, photos_dir: Path) -> subprocess.Popen:
+    """A real MJPEG-over-HTTP stream of the photos (as IP cameras and mjpg-streamer serve), 30 FPS on
+    http://127.0.0.1:PORT/; the caller kills the process."""
+    server = subprocess.Popen([sys.executable, "-c", MJPEG_SERVER, str(port), str(photos_dir)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        time.sleep(0.1)
+    server.kill()
+    raise AssertionError("the MJPEG server did not start")

@@ -1,5 +1,6 @@
-"""Frame sources: camera index or /dev/videoN (V4L2), GStreamer pipeline, RTSP/HTTP stream, video file,
-image folder, single image. Each yields BGR frames; live sources can be reopened after a failure."""
+"""Frame sources: camera index or /dev/videoN (V4L2), a Raspberry Pi camera module through Picamera2
+(libcamera), GStreamer pipeline, RTSP/HTTP stream, video file, image folder, single image. Each yields
+BGR frames; live sources can be reopened after a failure."""
 
 from __future__ import annotations
 
@@ -92,6 +93,12 @@ class CaptureSource(FrameSource):
                 f"cannot open {self.name} (cameras on this machine: {present})",
                 fix="plug in a camera, check permissions (group 'video'), or pass --source FILE",
             )
+        if self.backend is not None and "!" in str(self.target):
+            return DeviceUnavailable(
+                f"GStreamer pipeline {self.target!r} cannot be opened",
+                fix="check it with gst-launch-1.0 (a missing element needs its gstreamer1.0-plugins-* package); "
+                "it must end in appsink",
+            )
         if "://" in str(self.target):
             return DeviceUnavailable(f"cannot open stream {self.target}", fix="check the URL and that it is reachable")
         return BadInput(f"video {self.target} cannot be opened", fix="give an MJPG/H.264 file OpenCV can decode")
@@ -158,17 +165,101 @@ class ImagesSource(FrameSource):
                 return
 
 
+PICAMERA2_FIX = (
+    "on Raspberry Pi OS: sudo apt install python3-picamera2, and make edgekit's venv with "
+    "python3 -m venv --system-site-packages so that it sees the system's picamera2"
+)
+
+
+class Picamera2Source(FrameSource):
+    """A Raspberry Pi camera module through Picamera2 (libcamera), the way Raspberry Pi OS runs it:
+    the CSI camera has no V4L2 capture node that OpenCV can read. Frames are requested as RGB888,
+    which Picamera2 lays out B, G, R: already OpenCV's order."""
+
+    live = True
+
+    def __init__(self, camera: int, settings: CaptureSettings) -> None:
+        self.camera, self.settings = camera, settings
+        self._picam = self._open()
+
+    @property
+    def name(self) -> str:
+        """e.g. 'Pi camera 0 (Picamera2)'."""
+        return f"Pi camera {self.camera} (Picamera2)"
+
+    def _open(self) -> Any:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise DeviceUnavailable("--source picamera2 needs the picamera2 package", fix=PICAMERA2_FIX) from None
+        try:
+            picam = Picamera2(self.camera)
+        except (IndexError, RuntimeError) as exc:
+            raise DeviceUnavailable(
+                f"no Pi camera {self.camera} ({exc})", fix="check the ribbon cable and `rpicam-hello --list-cameras`"
+            ) from None
+        main = {"format": "RGB888", "size": (self.settings.width or 640, self.settings.height or 480)}
+        controls = {"FrameRate": self.settings.fps} if self.settings.fps else {}
+        picam.configure(picam.create_video_configuration(main=main, controls=controls))
+        picam.start()
+        return picam
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Frames until the camera fails (SourceLost)."""
+        while True:
+            try:
+                frame = self._picam.capture_array("main")
+            except RuntimeError as exc:
+                raise SourceLost(f"{self.name} stopped delivering frames ({exc})") from None
+            yield np.ascontiguousarray(frame[..., :3])
+
+    def reopen(self) -> None:
+        """Close and open the camera again."""
+        self.close()
+        self._picam = self._open()
+
+    def close(self) -> None:
+        """Stop and release the camera."""
+        self._picam.stop()
+        self._picam.close()
+
+
+def opencv_has_gstreamer() -> bool:
+    """True when this OpenCV was built with GStreamer (the apt python3-opencv is; pip's wheels are not)."""
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
+def _gstreamer_source(spec: str, settings: CaptureSettings) -> CaptureSource:
+    import cv2
+
+    if not opencv_has_gstreamer():
+        raise DeviceUnavailable(
+            f"this OpenCV ({cv2.__version__}) was built without GStreamer, so it cannot open a pipeline",
+            fix="on Raspberry Pi OS: sudo apt install python3-opencv gstreamer1.0-plugins-good, make the venv with "
+            "--system-site-packages and pip uninstall opencv-python-headless there; or give --source /dev/video0",
+        )
+    return CaptureSource(spec, settings, live=True, backend=cv2.CAP_GSTREAMER)
+
+
 def available_cameras() -> list[str]:
     """V4L2 video devices present (Linux)."""
     return sorted(glob.glob("/dev/video*"))
 
 
 def open_source(spec: str, settings: CaptureSettings | None = None) -> FrameSource:
-    """Turn --source into a frame source: 0 or /dev/video0, rtsp://..., a GStreamer pipeline ('... ! appsink'),
-    a video file, an image folder or one image."""
-    import cv2
-
+    """Turn --source into a frame source: 0 or /dev/video0, picamera2 or picamera2:N (a Pi camera module),
+    rtsp://..., a GStreamer pipeline ('... ! appsink'), a video file, an image folder or one image."""
     settings = settings or CaptureSettings()
+    if spec == "picamera2" or spec.startswith("picamera2:"):
+        number = spec.partition(":")[2] or "0"
+        if not number.isdigit():
+            raise BadInput(f"source {spec}: the camera number must be an integer", fix="e.g. --source picamera2:0")
+        return Picamera2Source(int(number), settings)
     if spec.isdigit():
         return CaptureSource(int(spec), settings, live=True, backend=_v4l2_backend())
     if spec.startswith("/dev/video"):
@@ -176,7 +267,7 @@ def open_source(spec: str, settings: CaptureSettings | None = None) -> FrameSour
     if "://" in spec:
         return CaptureSource(spec, settings, live=True)
     if "!" in spec:
-        return CaptureSource(spec, settings, live=True, backend=cv2.CAP_GSTREAMER)
+        return _gstreamer_source(spec, settings)
     path = Path(spec)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -140,4 +140,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # OpenCV's own [ WARN ] lines (a camera or pipeline that does not open) would precede edgekit's one
+    # line about it; -v keeps them.
+    if "-v" not in sys.argv[1:2] and "--verbose" not in sys.argv[1:2]:
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     cli.main(prog_name="edgekit", args=sys.argv[1:])

@@ -132,6 +132,13 @@ BOARD_OPTIONS = [
     click.option("--remote", help="On a real board over SSH, e.g. pi@raspberrypi.local (key-based login)."),
     click.option("--remote-python", default="python3", show_default=True, help="The board's Python with edgekit[pi]."),
     click.option("--ssh-option", "ssh_options", multiple=True, help="ssh -o option for --remote (repeatable)."),
+    click.option(
+        "--board-opencv",
+        type=click.Choice(["pip", "system"]),
+        default="pip",
+        show_default=True,
+        help="With --emulate: edgekit[pi] from pip, or Pi OS's apt OpenCV + numpy 1.x with tflite-runtime.",
+    ),
 ]
 
 
@@ -146,13 +153,39 @@ def board_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         remote: str | None,
         remote_python: str,
         ssh_options: tuple[str, ...],
+        board_opencv: str,
         **kwargs: Any,
     ) -> Any:
         from edgekit.board import BoardChoice
 
-        choice = BoardChoice(board_device, emulate, remote, remote_python, list(ssh_options))
+        choice = BoardChoice(board_device, emulate, remote, remote_python, list(ssh_options), board_opencv)
         return fn(*args, board=choice, **kwargs)
 
     for decorator in reversed(BOARD_OPTIONS):
+        wrapper = decorator(wrapper)
+    return wrapper
+
+
+def board_target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--emulate, --remote, --remote-python, --ssh-option for a command whose own --device names the
+    board -> `board=BoardChoice(...)`, or None when the command runs here."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        emulate: bool,
+        remote: str | None,
+        remote_python: str,
+        ssh_options: tuple[str, ...],
+        board_opencv: str,
+        **kwargs: Any,
+    ) -> Any:
+        from edgekit.board import BoardChoice
+
+        on_board = emulate or remote is not None
+        choice = BoardChoice(kwargs.get("device"), emulate, remote, remote_python, list(ssh_options), board_opencv)
+        return fn(*args, board=choice if on_board else None, **kwargs)
+
+    for decorator in reversed(BOARD_OPTIONS[1:]):
         wrapper = decorator(wrapper)
     return wrapper

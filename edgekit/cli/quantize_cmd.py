@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgekit.cli.options import json_option, load_options, model_argument, preprocessing_options
+from edgekit.cli.options import board_options, json_option, load_options, model_argument, preprocessing_options
 
 
 @click.command("quantize")
@@ -83,11 +83,13 @@ from edgekit.cli.options import json_option, load_options, model_argument, prepr
 @click.option("--keep-float", multiple=True, help="Layer (node/tensor) name to keep in float (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option("--threads", type=click.IntRange(1, 256), help="Runtime threads for validation and timing.")
+@board_options
 @load_options
 @preprocessing_options
 @json_option
 def quantize_command(
     model: Path,
+    board: Any,
     target: str | None,
     budget: str | None,
     per_tensor: bool,
@@ -103,14 +105,17 @@ def quantize_command(
     **options: Any,
 ) -> None:
     """Quantize MODEL, measure its drift against the float model on held-out images, and write it
-    only if it meets --max-drift (exit 1 otherwise, with the per-layer evidence)."""
+    only if it meets --max-drift (exit 1 otherwise, with the per-layer evidence). With --emulate or
+    --remote the drift is measured on the board's own kernels (--device rpi4 also picks ARM int8)."""
     from edgekit.recipes.steps import run_single_step
     from edgekit.recipes.steps.quantize import QuantizeConfig
     from edgekit.report import print_json, print_quantize, progress_printer
 
     config = QuantizeConfig(
-        format=target, per_channel=not per_tensor, max_drift=budget, keep_float=list(keep_float), **options
-    )
+        format=target, per_channel=not per_tensor, max_drift=budget, keep_float=list(keep_float),
+        device=board.device, emulate=board.emulate, remote=board.remote, remote_python=board.remote_python,
+        ssh_options=board.ssh_options, board_opencv=board.opencv, **options,
+    )  # fmt: skip
     outcome = run_single_step(
         "quantize", config, model, output=output, load=load, preprocess=preprocess, labels=labels_file,
         data={"calibration": calib, "validation": val}, count=val_count, progress=progress_printer(quiet=as_json),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgekit.cli.options import model_argument, preprocessing_options
+from edgekit.cli.options import board_target_options, model_argument, preprocessing_options
+
+if TYPE_CHECKING:
+    from edgekit.board import BoardChoice
 
 
 @click.command("run")
@@ -15,7 +18,8 @@ from edgekit.cli.options import model_argument, preprocessing_options
 @click.option(
     "--source",
     required=True,
-    help="Camera index (0), /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, video, folder or image.",
+    help="Camera index (0), /dev/videoN, picamera2[:N] (Pi camera module), rtsp:// or http:// URL, "
+    "GStreamer pipeline, video, folder or image.",
 )
 @click.option("-k", "--top-k", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.0, help="Hide predictions below this probability.")
@@ -40,9 +44,11 @@ from edgekit.cli.options import model_argument, preprocessing_options
     help="Inference workers taking frames in turn (default: one per core for files and folders, 1 for live sources).",
 )
 @click.option("--threads", type=click.IntRange(1, 256), help="Inference threads per worker.")
+@board_target_options
 @preprocessing_options
 def run_command(
     model: Path,
+    board: BoardChoice | None,
     source: str,
     headless: bool,
     display: bool,
@@ -59,7 +65,12 @@ def run_command(
     loop_file: bool,
     **options: Any,
 ) -> None:
-    """Classify live frames from SOURCE with MODEL, using its stored preprocessing and labels."""
+    """Classify live frames from SOURCE with MODEL, using its stored preprocessing and labels.
+
+    With --emulate (the --device board under QEMU) or --remote USER@HOST the loop runs on the board."""
+    if board is not None:
+        _run_on_board(board, model, source, labels_file, options.get("record"))
+        return
     import json
     import signal
     import sys
@@ -104,3 +115,24 @@ def run_command(
             if handler is not None:  # None: set outside Python, cannot be put back from here
                 signal.signal(signum, handler)
     print_loop_summary(summary)
+
+
+def _run_on_board(board: BoardChoice, model: Path, source: str, labels: Path | None, record: Path | None) -> None:
+    """The same `run` on the board, headless; exits with its status."""
+    from edgekit.camera.on_board import run_on_board
+    from edgekit.cli.forward import forwarded_flags
+    from edgekit.report import progress_printer
+
+    log = progress_printer()
+    opened = board.open(log)
+    assert opened is not None  # board is set only with --emulate or --remote
+    # copied and rewritten by run_on_board, or meaningless there
+    skip = {"source", "labels_file", "record", "headless", "display", "emulate", "remote", "remote_python"}
+    skip.update({"ssh_options", "board_opencv"})
+    flags = forwarded_flags(click.get_current_context(), skip)
+    log(f"running on {opened.describe()}" + (" (emulated: its timings are not the device's)" if board.emulate else ""))
+    status = run_on_board(opened, model, source, flags, labels=labels, record=record)
+    if status:
+        raise SystemExit(status)
+    if record is not None:
+        log(f"recording copied to {record}")

@@ -67,7 +67,7 @@ def validate_command(
     config = ValidateConfig(
         max_drift=budget, labels_csv=str(labels_csv) if labels_csv else None, device=board.device,
         emulate=board.emulate, remote=board.remote, remote_python=board.remote_python,
-        ssh_options=board.ssh_options, **options,
+        ssh_options=board.ssh_options, board_opencv=board.opencv, **options,
     )  # fmt: skip
     outcome = run_single_step(
         "validate", config, reference, models=[candidate], load=load, preprocess=preprocess, labels=labels_file,

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.artifact import ModelArtifact, Preprocessing, lineage_entry, read_artifact
 from edgekit.convert.api import ConvertOptions, convert_model, embed_onnx_metadata, read_labels
@@ -26,6 +26,9 @@ from edgekit.runtimes import Runner, open_runner
 from edgekit.samples import write_crops
 from edgekit.timing import alternating_p50
 from edgekit.validate import Limits, ValidationReport, compare_on_data
+
+if TYPE_CHECKING:
+    from edgekit.board import Board
 
 Progress = Callable[[str], None]
 # Fewest calibration images each activation-range method can work from: min-max needs a handful;
@@ -144,8 +147,11 @@ def default_target(fmt: Format) -> Format:
     return Format.TFLITE if fmt.family is Family.KERAS else Format.ONNX
 
 
-def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = lambda _: None) -> QuantizeReport:
-    """Quantize `source`; write the result only if it meets the drift budget (when one is set)."""
+def quantize_model(
+    source: Path, options: QuantizeOptions, progress: Progress = lambda _: None, board: Board | None = None
+) -> QuantizeReport:
+    """Quantize `source`; write the result only if it meets the drift budget (when one is set).
+    With `board`, each candidate's drift is measured there, on the device's own kernels."""
     artifact = read_artifact(source)
     default = default_target(artifact.format)  # also refuses .tflite sources, whatever --format says
     target = options.target or default
@@ -162,7 +168,7 @@ def quantize_model(source: Path, options: QuantizeOptions, progress: Progress = 
         reference = _float_reference(source, artifact.format, target, work, options)
         backend: Backend = BACKENDS[target](source, reference, work, options, prep, progress)
         val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
-        report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress)
+        report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress, board)
         first = report.rounds[0]
         if options.min_speedup is not None and first.speedup is not None and first.speedup < options.min_speedup:
             warnings.append(
@@ -242,9 +248,10 @@ def _budget_loop(
     prep: Any,
     options: QuantizeOptions,
     progress: Progress,
+    board: Board | None = None,
 ) -> tuple[QuantizeReport, Path]:
-    """Quantize and validate until the budget holds, the cap is hit, or keeping more layers in float
-    would fall under the speed floor; the report (not yet written, output None) and its candidate."""
+    """Quantize and validate (on `board` when given) until the budget holds, the cap is hit, or keeping
+    more layers in float would fall under the speed floor; the report (output None) and its candidate."""
     float_layers = list(options.keep_float)
     rounds: list[Round] = []
     layers: list[LayerDrift] = []
@@ -253,7 +260,7 @@ def _budget_loop(
     timing_feed = _timing_feed(val, prep)
     with open_runner(ref_artifact, threads=options.threads, load=options.load, spin=False) as ref:
         while True:
-            candidate, validation, this = _round(backend, ref, float_layers, val, prep, options, progress)
+            candidate, validation, this = _round(backend, ref, float_layers, val, prep, options, progress, board)
             rounds.append(this)
             if options.min_speedup is not None:
                 progress("timing against the float model (speed floor)")
@@ -323,13 +330,24 @@ def _round(
     prep: Preprocessing,
     options: QuantizeOptions,
     progress: Progress,
+    board: Board | None = None,
 ) -> tuple[Path, ValidationReport, Round]:
-    """One quantization with `float_layers` kept in float, validated against the float model."""
+    """One quantization with `float_layers` kept in float, validated against the float model (the
+    candidate run on `board` when given)."""
     progress(f"quantizing ({options.scheme}, {len(float_layers)} layers kept in float)")
     candidate = backend.quantize(float_layers)
     with open_runner(ModelArtifact(candidate, backend.format), threads=options.threads, spin=False) as cand:
+        judged: Runner = cand
+        if board is not None:
+            from edgekit.board import BoardRunner
+
+            tensors = [sample.to_tensor(prep, cand.inputs()[0]) for sample in val]
+            progress(f"running the candidate on {board.describe()} ({len(tensors)} images)")
+            judged = BoardRunner.beside(cand, board, tensors, options.threads)
         progress(f"validating against the float model on {val.path}")
-        validation = compare_on_data(reference, cand, prep, val)
+        validation = compare_on_data(reference, judged, prep, val)
+        if board is not None:
+            validation.candidate_runtime = judged.describe()
     validation.limits = options.budget or Limits()
     this = Round(
         list(float_layers),

@@ -27,6 +27,36 @@ STEPS: dict[str, str] = {
 
 
 @dataclasses.dataclass
+class BoardFields:
+    """Where a step runs the models it checks: here (the default), in the device's emulated board
+    (`emulate`), or on a real board over SSH (`remote`); shared by the validate and quantize configs."""
+
+    device: str | None = None  # the board's profile (rpi4, rpi5); default: the recipe's device
+    emulate: bool = False  # the device profile's emulated board (QEMU), prepared and cached
+    remote: str | None = None  # user@host of a real board over SSH, with edgekit[pi]
+    remote_python: str = "python3"
+    ssh_options: list = dataclasses.field(default_factory=list)
+    board_opencv: str = "pip"  # with emulate: the board's venv, pip's OpenCV or the system's (as on Pi OS)
+
+    def board_problems(self, step: str) -> list[str]:
+        """What is wrong with these fields, for `recipe validate`."""
+        if self.board_opencv not in ("pip", "system"):
+            return [f"{step}: board_opencv {self.board_opencv!r} is not one of pip, system"]
+        return []
+
+    def open_board(self, default_device: str | None, progress: Callable[[str], None]) -> Any:
+        """The board (edgekit.board.Board), prepared if emulated; None when the step runs here."""
+        if not self.emulate and self.remote is None:
+            return None
+        from edgekit.board import BoardChoice
+
+        device = self.device or default_device
+        choice = BoardChoice(device, self.emulate, self.remote, self.remote_python, list(self.ssh_options))
+        choice.opencv = self.board_opencv
+        return choice.open(progress)
+
+
+@dataclasses.dataclass
 class StepContext:
     """What a running step can see: the models so far, the recipe's data, device and load options."""
 

@@ -6,12 +6,13 @@ import dataclasses
 from typing import Any
 
 from edgekit.formats import SUFFIX, Format
-from edgekit.recipes.steps import Step, StepContext, StepOutcome
+from edgekit.recipes.steps import BoardFields, Step, StepContext, StepOutcome
 
 
 @dataclasses.dataclass
-class QuantizeConfig:
-    """Options of the quantize step (the same as `edgekit quantize`)."""
+class QuantizeConfig(BoardFields):
+    """Options of the quantize step (the same as `edgekit quantize`). With emulate or remote
+    (BoardFields), each candidate's drift is measured on that board's kernels."""
 
     scheme: str = "int8"
     format: str | None = None  # onnx or tflite; default: ONNX for torch/ONNX, TFLite for Keras
@@ -59,7 +60,7 @@ class QuantizeStep(Step):
             problems.append(f"quantize: min_speedup must be above 0, not {config.min_speedup!r}")
         if config.scheme == "int8" and recipe.calibration is None:
             problems.append("quantize: int8 needs data.calibration")
-        return problems
+        return problems + config.board_problems("quantize")
 
     @classmethod
     def accepts(cls, fmt: Format, config: QuantizeConfig) -> str | None:
@@ -83,7 +84,7 @@ class QuantizeStep(Step):
 
         target = self.produces(detect_format(context.current), config)
         output = context.output_for(f"{context.current.name.split('.')[0]}.{config.scheme}{SUFFIX[target]}")
-        cpu = config.cpu or load_profile(context.device).quantize_cpu or "auto"
+        cpu = config.cpu or load_profile(config.device or context.device).quantize_cpu or "auto"
         options = QuantizeOptions(
             scheme=config.scheme,
             target=target,
@@ -107,7 +108,8 @@ class QuantizeStep(Step):
             seed=config.seed,
             threads=config.threads,
         )
-        report = quantize_model(context.current, options, context.progress)
+        board = config.open_board(context.device, context.progress)
+        report = quantize_model(context.current, options, context.progress, board=board)
         val = report.validation
         error = None
         if not report.passed:

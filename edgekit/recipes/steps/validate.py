@@ -4,19 +4,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.recipes.steps import Step, StepContext, StepOutcome
+from edgekit.recipes.steps import BoardFields, Step, StepContext, StepOutcome
 
 if TYPE_CHECKING:
     from edgekit.board import Board
 
 
 @dataclasses.dataclass
-class ValidateConfig:
-    """Options of the validate step (the same as `edgekit validate`); limits apply to every model."""
+class ValidateConfig(BoardFields):
+    """Options of the validate step (the same as `edgekit validate`); limits apply to every model.
+    With emulate or remote (BoardFields) the candidates run on that board's kernels."""
 
     min_agreement: float | None = None
     min_top5_agreement: float | None = None
@@ -28,11 +28,6 @@ class ValidateConfig:
     seed: int = 0
     labels_csv: str | None = None  # filename,label rows for the validation images
     threads: int | None = None
-    device: str | None = None  # with emulate or remote: run the candidates on this board's kernels
-    emulate: bool = False  # the device profile's emulated board (QEMU), prepared and cached
-    remote: str | None = None  # user@host of a real board over SSH, with edgekit[pi]
-    remote_python: str = "python3"
-    ssh_options: list = dataclasses.field(default_factory=list)
 
     def limits(self) -> Any:
         """The Limits these options describe (single limits override the spec)."""
@@ -65,7 +60,7 @@ class ValidateStep(Step):
             config.limits()
         except EdgekitError as exc:
             problems.append(f"validate: max_drift {config.max_drift!r}: {exc.message}")
-        return problems
+        return problems + config.board_problems("validate")
 
     def run(self, config: ValidateConfig, context: StepContext) -> StepOutcome:
         """Compare each model with the source; the outcome's error names every model over a limit."""
@@ -77,7 +72,7 @@ class ValidateStep(Step):
         limits = config.limits()
         metrics: dict[str, Any] = {"models": {}}
         reports, failures = [], []
-        board = _board(config, context.progress)
+        board = config.open_board(context.device, context.progress)
         with open_runner(read_artifact(context.source), threads=config.threads, load=context.recipe.load) as opened:
             reference = MemoRunner(opened)  # the source runs once per image, not once per candidate
             for model in context.models:
@@ -134,11 +129,3 @@ class ValidateStep(Step):
             report.candidate_accuracy = labelled.candidate_accuracy
         metrics["models"][model.name] = entry
         return report
-
-
-def _board(config: ValidateConfig, progress: Callable[[str], None]) -> Board | None:
-    """The board the candidates run on, or None for this host."""
-    from edgekit.board import BoardChoice
-
-    choice = BoardChoice(config.device, config.emulate, config.remote, config.remote_python, list(config.ssh_options))
-    return choice.open(progress)

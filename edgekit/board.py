@@ -171,6 +171,7 @@ def stream_output(command: list[str]) -> subprocess.CompletedProcess:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
 
     def pump(stream: IO[str], to: IO[str]) -> None:
+        """Copy lines as they come (the loop prints one per frame)."""
         for line in stream:
             to.write(line)
             to.flush()

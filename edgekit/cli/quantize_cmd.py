@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgekit.cli.options import board_options, json_option, load_options, model_argument, preprocessing_options
+
+if TYPE_CHECKING:
+    from edgekit.board import BoardChoice
 
 
 @click.command("quantize")
@@ -89,7 +92,7 @@ from edgekit.cli.options import board_options, json_option, load_options, model_
 @json_option
 def quantize_command(
     model: Path,
-    board: Any,
+    board: BoardChoice,
     target: str | None,
     budget: str | None,
     per_tensor: bool,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +74,6 @@ def run_command(
         _run_on_board(board, model, source, labels_file, options.get("record"))
         return
     import json
-    import signal
     import sys
 
     from edgekit.camera.loop import LoopOptions
@@ -83,6 +84,25 @@ def run_command(
 
     show = display or (not headless and display_available())
     emit = (lambda r: print(json.dumps(r.to_dict()), flush=True)) if not show else (lambda r: None)
+    with _interrupts_stop_the_loop() as wire_signals:
+        try:
+            summary = run_classifier(
+                model, source, LoopOptions(**options), emit,
+                capture=CaptureSettings(width, height, fps, fourcc, loop_file), display=show, threads=threads,
+                workers=workers, device=device, allow_fallback=allow_fallback, preprocess=preprocess,
+                labels=read_labels(labels_file), log=progress_printer(), on_loop=wire_signals,
+            )  # fmt: skip
+        except BrokenPipeError:
+            sys.stderr.close()  # stdout reader went away (e.g. `| head`): nothing left to say
+            return
+    print_loop_summary(summary)
+
+
+@contextlib.contextmanager
+def _interrupts_stop_the_loop() -> Iterator[Callable[[Any], None]]:
+    """Ctrl-C and SIGTERM stop the loop cleanly (with its summary and a playable recording); the
+    caller's handlers come back afterwards (tests, embedding code), since these point at a finished loop."""
+    import signal
 
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
 
@@ -91,30 +111,11 @@ def run_command(
             signal.signal(signum, lambda *_: loop.stop("interrupted"))
 
     try:
-        summary = run_classifier(
-            model,
-            source,
-            LoopOptions(**options),
-            emit,
-            capture=CaptureSettings(width, height, fps, fourcc, loop_file),
-            display=show,
-            threads=threads,
-            workers=workers,
-            device=device,
-            allow_fallback=allow_fallback,
-            preprocess=preprocess,
-            labels=read_labels(labels_file),
-            log=progress_printer(),
-            on_loop=wire_signals,
-        )
-    except BrokenPipeError:
-        sys.stderr.close()  # stdout reader went away (e.g. `| head`): nothing left to say
-        return
-    finally:  # the handlers point at a finished loop: give Ctrl-C back to the caller (tests, embedding code)
+        yield wire_signals
+    finally:
         for signum, handler in previous.items():
             if handler is not None:  # None: set outside Python, cannot be put back from here
                 signal.signal(signum, handler)
-    print_loop_summary(summary)
 
 
 def _run_on_board(board: BoardChoice, model: Path, source: str, labels: Path | None, record: Path | None) -> None:

@@ -12,9 +12,12 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.formats import Format
+
+if TYPE_CHECKING:
+    from edgekit.board import Board
 
 STEPS: dict[str, str] = {
     "prune": "edgekit.recipes.steps.prune:PruneStep",
@@ -44,8 +47,8 @@ class BoardFields:
             return [f"{step}: board_opencv {self.board_opencv!r} is not one of pip, system"]
         return []
 
-    def open_board(self, default_device: str | None, progress: Callable[[str], None]) -> Any:
-        """The board (edgekit.board.Board), prepared if emulated; None when the step runs here."""
+    def open_board(self, default_device: str | None, progress: Callable[[str], None]) -> Board | None:
+        """The board, prepared if emulated; None when the step runs here."""
         if not self.emulate and self.remote is None:
             return None
         from edgekit.board import BoardChoice

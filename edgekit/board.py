@@ -278,20 +278,14 @@ class ChrootBoard:
         """A folder under the board's /tmp (its cpuinfo written first, see describe_cpu)."""
         self.describe_cpu()
         with tempfile.TemporaryDirectory(prefix=f"{prefix}-", dir=self.root / "tmp") as tmp:
-            yield ChrootFolder(self, Path(tmp))
+            yield ChrootFolder(Path(tmp), self)
 
 
 @dataclasses.dataclass
-class ChrootFolder:
-    """A folder in an emulated board's /tmp, seen from here as `here`."""
+class HostFolder:
+    """A board's folder that is a folder on this host (`here`): files are copied in and out."""
 
-    board: ChrootBoard
     here: Path
-
-    @property
-    def inside(self) -> str:
-        """The folder's path in the board."""
-        return str(Path("/tmp") / self.here.name)
 
     def put(self, paths: list[Path]) -> None:
         """Copy files or folders in."""
@@ -307,6 +301,18 @@ class ChrootFolder:
             return False
         shutil.copyfile(self.here / name, dest)
         return True
+
+
+@dataclasses.dataclass
+class ChrootFolder(HostFolder):
+    """A folder in an emulated board's /tmp, seen from here as `here`."""
+
+    board: ChrootBoard
+
+    @property
+    def inside(self) -> str:
+        """The folder's path in the board."""
+        return str(Path("/tmp") / self.here.name)
 
     def run(self, argv: list[str], stream: bool = False) -> subprocess.CompletedProcess:
         """Run in the chroot under QEMU."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.board import BoardRunner, Emulation, host_problems, stream_output
+from edgekit.board import BoardRunner, Emulation, HostFolder, host_problems, stream_output
 from edgekit.errors import BadInput, DeviceUnavailable
 from edgekit.formats import Format
 from edgekit.validate import Limits, validate_models
@@ -36,21 +36,12 @@ class ThisHostBoard:
             yield LocalFolder(Path(tmp))
 
 
-class LocalFolder:
-    """The stand-in board's folder: files are copied, commands run here."""
+class LocalFolder(HostFolder):
+    """The stand-in board's folder: a temporary folder here, its commands run here."""
 
-    def __init__(self, here: Path) -> None:
-        self.here, self.inside = here, str(here)
-
-    def put(self, paths: list[Path]) -> None:
-        for path in paths:
-            (shutil.copytree if path.is_dir() else shutil.copyfile)(path, self.here / path.name)
-
-    def get(self, name: str, dest: Path) -> bool:
-        if not (self.here / name).is_file():
-            return False
-        shutil.copyfile(self.here / name, dest)
-        return True
+    @property
+    def inside(self) -> str:
+        return str(self.here)
 
     def run(self, argv: list[str], stream: bool = False) -> subprocess.CompletedProcess:
         return stream_output(argv) if stream else subprocess.run(argv, capture_output=True, text=True, check=False)

@@ -143,33 +143,17 @@ BOARD_OPTIONS = [
 
 
 def board_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--device, --emulate, --remote, --remote-python, --ssh-option -> `board=BoardChoice(...)`."""
-
-    @functools.wraps(fn)
-    def wrapper(
-        *args: Any,
-        board_device: str | None,
-        emulate: bool,
-        remote: str | None,
-        remote_python: str,
-        ssh_options: tuple[str, ...],
-        board_opencv: str,
-        **kwargs: Any,
-    ) -> Any:
-        from edgekit.board import BoardChoice
-
-        choice = BoardChoice(board_device, emulate, remote, remote_python, list(ssh_options), board_opencv)
-        return fn(*args, board=choice, **kwargs)
-
-    for decorator in reversed(BOARD_OPTIONS):
-        wrapper = decorator(wrapper)
-    return wrapper
+    """--device, --emulate, --remote, --remote-python, --ssh-option, --board-opencv -> `board=BoardChoice(...)`."""
+    return _with_board_options(fn, own_device=False)
 
 
 def board_target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--emulate, --remote, --remote-python, --ssh-option for a command whose own --device names the
-    board -> `board=BoardChoice(...)`, or None when the command runs here."""
+    """--emulate, --remote, --remote-python, --ssh-option, --board-opencv for a command whose own --device
+    names the board -> `board=BoardChoice(...)`, or None when the command runs here."""
+    return _with_board_options(fn, own_device=True)
 
+
+def _with_board_options(fn: Callable[..., Any], own_device: bool) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(
         *args: Any,
@@ -182,10 +166,11 @@ def board_target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         from edgekit.board import BoardChoice
 
-        on_board = emulate or remote is not None
-        choice = BoardChoice(kwargs.get("device"), emulate, remote, remote_python, list(ssh_options), board_opencv)
-        return fn(*args, board=choice if on_board else None, **kwargs)
+        device = kwargs.get("device") if own_device else kwargs.pop("board_device")
+        choice = BoardChoice(device, emulate, remote, remote_python, list(ssh_options), board_opencv)
+        runs_here = own_device and not emulate and remote is None
+        return fn(*args, board=None if runs_here else choice, **kwargs)
 
-    for decorator in reversed(BOARD_OPTIONS[1:]):
+    for decorator in reversed(BOARD_OPTIONS[1:] if own_device else BOARD_OPTIONS):
         wrapper = decorator(wrapper)
     return wrapper

@@ -163,13 +163,13 @@ def bench_remote(
     models: list[Path], settings: BenchSettings, remote: Remote, progress: Any = lambda _: None
 ) -> list[BenchResult]:
     """Copy each model (and its sidecar) to the board, run the same worker there, bring the JSON back."""
+    from edgekit.board import SshFolder, model_files
+
     with remote_workdir(remote, "edgekit-bench") as workdir:
         results = []
         for model in models:
             progress(f"copying {model.name} to {remote.target}")
-            sidecar = model.with_name(model.name + ".edgekit.json")
-            files = [str(model), *([str(sidecar)] if sidecar.is_file() else [])]
-            _checked(["scp", "-q", *remote.ssh_args(), *files, f"{remote.target}:{workdir}/"], remote)
+            SshFolder(remote, workdir).put(model_files(model))
             progress(f"benchmarking {model.name} on {remote.target} ({settings.device}, {settings.runs} runs)")
             request = json.dumps({"model": f"{workdir}/{model.name}", **dataclasses.asdict(settings)})
             command = f"{shlex.quote(remote.python)} -m edgekit.bench {shlex.quote(request)}"

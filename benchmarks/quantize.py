@@ -171,10 +171,12 @@ def timed(name: str, path: Path, make: Callable[[], Any]) -> Candidate | None:
 
 
 def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> list[Candidate]:
-    """edgekit without bias correction, its default, and its 95% budget tuned on the tuning crops."""
+    """edgekit with neither weight rounding nor bias correction, with bias correction only, its default
+    (both), and its 95% budget tuned on the tuning crops."""
     suffix = f".{fmt.value}"
     runs: dict[str, dict[str, Any]] = {
-        "edgekit --no-bias-correction": {"bias_correction": False},
+        "edgekit --no-weight-rounding --no-bias-correction": {"bias_correction": False, "weight_rounding": False},
+        "edgekit --no-weight-rounding (bias correction only)": {"weight_rounding": False},
         "edgekit quantize (default)": {},
         "edgekit --max-drift 0.95 --val tune": {"budget": Limits(min_agreement=0.95)},
     }

@@ -31,6 +31,14 @@ def check_output_dir(path: Path) -> None:
         raise BadInput(f"output folder {parent} is not writable", fix="choose another -o path")
 
 
+def refuse_to_replace(path: Path, force: bool) -> None:
+    """BadInput when `path` exists and `force` is off: edgekit never overwrites a file unasked."""
+    if path.exists() and not force:
+        from edgekit.errors import BadInput
+
+        raise BadInput(f"{path} already exists", fix="pass --force to replace it, or choose another -o path")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it into place, on failure delete it.

@@ -223,7 +223,7 @@ def print_quantize(report: Any) -> None:
         _out.print(rounds)
     if report.layers:
         layers = Table(title="layers that lose the most to quantization (source-model names)")
-        cost = "dB of SQNR lost" if report.target == "onnx" else "RMSE / scale"
+        cost = "output error gone if float" if report.target == "onnx" else "RMSE / scale"
         for column in ("layer", "op", "node", "SQNR after (dB)", cost):
             layers.add_column(column)
         for layer in report.layers[:8]:

@@ -171,6 +171,41 @@ def test_output_in_a_missing_folder(good_models: dict[str, Path], tmp_path: Path
     _assert_clean(code, stderr, 3, "does not exist")
 
 
+@pytest.mark.parametrize("command", ["convert", "quantize", "prune", "run"])
+def test_an_existing_output_is_never_replaced_without_force(
+    good_models: dict[str, Path], photos_dir: Path, tmp_path: Path, command: str
+) -> None:
+    """Every command that writes a file refuses one that exists (exit 3, nothing touched, before any
+    work), and replaces it with --force."""
+    suffix = {"convert": ".onnx", "quantize": ".onnx", "prune": ".pt2", "run": ".avi"}[command]
+    out = tmp_path / f"existing{suffix}"
+    out.write_bytes(b"the user's earlier file")
+    args = {
+        "convert": ["convert", good_models["pt2"], "--to", "onnx", "-o", out, "--check-images", "2"],
+        "quantize": ["quantize", good_models["pt2"], "--calib", photos_dir, "--val", photos_dir, "-o", out,
+                     "--no-weight-rounding", "--no-bias-correction"],
+        "prune": ["prune", good_models["pt2"], "--arch", TINY_ARCH, "--amount", "0.3", "-o", out],
+        "run": ["run", good_models["tflite"], "--source", photos_dir, "--headless", "--max-frames", "2",
+                "--record", out],
+    }[command]  # fmt: skip
+    code, stderr = _invoke(args)
+    _assert_clean(code, stderr, 3, "already exists")
+    assert "--force" in stderr and out.read_bytes() == b"the user's earlier file"
+    code, stderr = _invoke([*args, "--force"])
+    assert code == 0, stderr
+    assert out.read_bytes() != b"the user's earlier file"
+
+
+def test_integer_io_gets_its_own_default_name(keras_models: dict[str, Path], photos_dir: Path, tmp_path: Path) -> None:
+    """`--io-dtype uint8` (an Edge TPU build) does not take the default name of the float-IO model."""
+    from edgekit.formats import Format
+    from edgekit.quantize.api import default_output
+
+    source = tmp_path / "net.keras"
+    assert default_output(source, "int8", Format.TFLITE) == tmp_path / "net.int8.tflite"
+    assert default_output(source, "int8", Format.TFLITE, "uint8") == tmp_path / "net.int8-uint8io.tflite"
+
+
 def test_corrupt_sidecar(good_models: dict[str, Path], tmp_path: Path) -> None:
     model = tmp_path / "m.tflite"
     model.write_bytes(good_models["tflite"].read_bytes())

@@ -109,6 +109,24 @@ def test_env_and_set_overrides(torch_models: dict[str, Path], photos_dir: Path, 
     assert loaded.device == "rpi4" and loaded.steps[0].config.to == "tflite"
 
 
+def test_set_takes_a_number_for_max_drift_and_validation_checks_choices(
+    torch_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """README's `--set steps.2.quantize.max_drift=0.9` works; a calibration method, IO dtype or CPU
+    preset that does not exist is caught when the recipe is read, not after minutes of work."""
+    recipe = tmp_path / "q.yaml"
+    recipe.write_text(
+        f'model: {{path: "{torch_models["pt2"]}"}}\ndata: {{calibration: bundled, validation: bundled}}\n'
+        "device: cpu\nsteps:\n  - convert: {to: onnx}\n  - quantize: {scheme: int8}\n"
+    )
+    loaded = load_recipe(recipe, ["steps.2.quantize.max_drift=0.9"])
+    assert float(loaded.steps[1].config.max_drift) == 0.9
+    for bad, fragment in (("method=kl", "method must be one of"), ("io_dtype=int16", "io_dtype must be one of"),
+                          ("cpu=riscv", "cpu must be one of")):  # fmt: skip
+        with pytest.raises(RecipeError, match=fragment):
+            load_recipe(recipe, [f"steps.2.quantize.{bad}"])
+
+
 @pytest.mark.slow
 def test_run_reuses_unchanged_steps_and_writes_report(
     torch_models: dict[str, Path], photos_dir: Path, tmp_path: Path

@@ -51,6 +51,7 @@ class LoopOptions:
     duration: float | None = None
     realtime: bool = False  # drop frames of files too, as a live camera would
     record: Path | None = None
+    force: bool = False  # replace an existing recording
     draw: bool = False  # overlays are drawn when recording or displaying
     reconnect_delay: float = 0.5
     max_reconnects: int | None = None  # None: keep trying

@@ -17,7 +17,7 @@ from edgekit.camera.sources import CaptureSettings, FrameSource, open_source
 from edgekit.devices import DeviceProfile, load_profile
 from edgekit.errors import BadInput, DeviceUnavailable
 from edgekit.formats import Family
-from edgekit.fsutil import atomic_path
+from edgekit.fsutil import atomic_path, refuse_to_replace
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
 from edgekit.runtimes import Runner, open_runner
 
@@ -128,6 +128,8 @@ def run_classifier(
     `allow_fallback`. `workers`/`threads` default as in `plan_workers`. `on_loop` receives the loop
     before it starts, so that a caller can wire signals to `loop.stop`.
     """
+    if options.record is not None:
+        refuse_to_replace(options.record, options.force)
     profile = load_profile(device)
     artifact = read_artifact(model)
     prep = resolve_preprocessing(artifact.preprocessing, preprocess or PreprocessOverrides())

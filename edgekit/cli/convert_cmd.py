@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgekit.cli.options import json_option, load_options, model_argument, preprocessing_options
+from edgekit.cli.options import force_option, json_option, load_options, model_argument, preprocessing_options
 
 
 @click.command("convert")
@@ -27,6 +27,7 @@ from edgekit.cli.options import json_option, load_options, model_argument, prepr
 @click.option("--data", type=click.Path(path_type=Path), help="Photo folder for the check (default: bundled photos).")
 @load_options
 @preprocessing_options
+@force_option
 @json_option
 def convert_command(
     model: Path,
@@ -37,6 +38,7 @@ def convert_command(
     preprocess: Any,
     labels_file: Path | None,
     as_json: bool,
+    force: bool,
     **options: Any,
 ) -> None:
     """Convert MODEL to ONNX or TFLite, check it against MODEL on real photos, write it with a sidecar."""
@@ -46,6 +48,6 @@ def convert_command(
 
     outcome = run_single_step(
         "convert", ConvertConfig(to=target, **options), model, output=output, load=load, preprocess=preprocess,
-        labels=labels_file, data={"validation": data}, progress=progress_printer(quiet=as_json),
+        labels=labels_file, data={"validation": data}, progress=progress_printer(quiet=as_json), force=force,
     )  # fmt: skip
     print_json(outcome.report.to_dict()) if as_json else print_convert(outcome.report)

@@ -114,6 +114,11 @@ def build_load(arch: str | None, arch_kwarg: tuple[str, ...], trust_pickle: bool
     )
 
 
+def force_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--force: replace an existing output file (edgekit refuses otherwise)."""
+    return click.option("--force", is_flag=True, help="Replace the output file if it exists.")(fn)
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--json: print machine-readable JSON instead of tables."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")(fn)

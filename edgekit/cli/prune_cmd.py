@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgekit.cli.options import json_option, load_options, model_argument, preprocessing_options
+from edgekit.cli.options import force_option, json_option, load_options, model_argument, preprocessing_options
 
 
 @click.command("prune")
@@ -45,6 +45,7 @@ from edgekit.cli.options import json_option, load_options, model_argument, prepr
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output (default: MODEL.prunedNN.<suffix>).")
 @load_options
 @preprocessing_options
+@force_option
 @json_option
 def prune_command(
     model: Path,
@@ -64,6 +65,7 @@ def prune_command(
     preprocess: Any,
     labels_file: Path | None,
     as_json: bool,
+    force: bool,
     **options: Any,
 ) -> None:
     """Prune MODEL (PyTorch or Keras), optionally train it back, and write a model of the same kind
@@ -84,6 +86,7 @@ def prune_command(
     outcome = run_single_step(
         "prune", config, model, output=output, load=load, preprocess=preprocess, labels=labels_file,
         data={"calibration" if mode == "distill" else "labelled": data}, progress=progress_printer(quiet=as_json),
+        force=force,
     )  # fmt: skip
     report = outcome.report
     print_json(report.to_dict()) if as_json else print_prune(report)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgekit.cli.options import board_target_options, model_argument, preprocessing_options
+from edgekit.cli.options import board_target_options, force_option, model_argument, preprocessing_options
 
 if TYPE_CHECKING:
     from edgekit.board import BoardChoice
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 @click.option("--headless", is_flag=True, help="No window: one JSON line per frame on stdout.")
 @click.option("--display", is_flag=True, help="Show a window with the overlay (needs a screen and OpenCV GUI).")
 @click.option("--record", type=click.Path(path_type=Path), help="Write the annotated video (.mp4 or .avi).")
+@force_option
 @click.option("--max-frames", type=click.IntRange(1), help="Stop after this many frames.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
 @click.option("--realtime", is_flag=True, help="Drop frames of files as a live camera would.")
@@ -71,7 +72,7 @@ def run_command(
 
     With --emulate (the --device board under QEMU) or --remote USER@HOST the loop runs on the board."""
     if board is not None:
-        _run_on_board(board, model, source, labels_file, options.get("record"))
+        _run_on_board(board, model, source, labels_file, options.get("record"), options.get("force", False))
         return
     import json
     import sys
@@ -118,12 +119,17 @@ def _interrupts_stop_the_loop() -> Iterator[Callable[[Any], None]]:
                 signal.signal(signum, handler)
 
 
-def _run_on_board(board: BoardChoice, model: Path, source: str, labels: Path | None, record: Path | None) -> None:
+def _run_on_board(
+    board: BoardChoice, model: Path, source: str, labels: Path | None, record: Path | None, force: bool
+) -> None:
     """The same `run` on the board, headless; exits with its status."""
     from edgekit.camera.on_board import run_on_board
     from edgekit.cli.forward import forwarded_flags
+    from edgekit.fsutil import refuse_to_replace
     from edgekit.report import progress_printer
 
+    if record is not None:
+        refuse_to_replace(record, force)
     log = progress_printer()
     opened = board.open(log)
     assert opened is not None  # board is set only with --emulate or --remote

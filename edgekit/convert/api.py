@@ -13,7 +13,7 @@ from edgekit.artifact import ModelArtifact, lineage_entry
 from edgekit.convert.routes import ConvertJob, find_route
 from edgekit.errors import BadInput
 from edgekit.formats import SUFFIX, Format, detect_format
-from edgekit.fsutil import atomic_path, size_of
+from edgekit.fsutil import atomic_path, refuse_to_replace, size_of
 from edgekit.loaders import LoadOptions
 from edgekit.output_meaning import with_meaning
 from edgekit.parity import TOLERANCES, ParityReport, check, compare, parity_images
@@ -29,6 +29,7 @@ class ConvertOptions:
 
     target: Format
     output: Path | None = None
+    force: bool = False  # replace an existing output
     opset: int | None = None
     load: LoadOptions = dataclasses.field(default_factory=LoadOptions)
     preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
@@ -92,6 +93,7 @@ def convert_model(source: Path, options: ConvertOptions, progress: Progress = la
     output = options.output or default_output(source, options.target)
     if output.resolve() == source.resolve():
         raise BadInput(f"output {output} would overwrite the source model", fix="choose another -o path")
+    refuse_to_replace(output, options.force)
     prep = resolve_preprocessing(artifact.preprocessing, options.preprocess)
     labels = read_labels(options.labels_file) or artifact.labels
     progress(f"loading {source.name} ({artifact.format.value})")

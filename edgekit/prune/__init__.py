@@ -13,6 +13,7 @@ from typing import Any
 
 from edgekit.errors import BadInput
 from edgekit.formats import Family, Format
+from edgekit.fsutil import refuse_to_replace
 from edgekit.loaders import LoadOptions
 from edgekit.preprocess import PreprocessOverrides
 
@@ -78,6 +79,7 @@ class PruneOptions:
     recover: RecoverOptions | None = None
     seed: int = 0
     output: Path | None = None
+    force: bool = False  # replace an existing output
     labels: list[str] | None = None  # class names for fine-tuning folders (default: the model's)
     preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
 
@@ -208,6 +210,9 @@ def prune_model(
             fix="prune the .keras or .h5 file it was exported from",
         )
     options.output = options.output or default_output(path, options)
+    if options.output.resolve() == path.resolve():
+        raise BadInput(f"output {options.output} would overwrite the source model", fix="choose another -o path")
+    refuse_to_replace(options.output, options.force)
     module_name, _, function = PRUNERS[family].partition(":")
     pruner = getattr(importlib.import_module(module_name), function)
     return pruner(artifact, options, load or LoadOptions(), progress or (lambda _message: None))

@@ -15,7 +15,7 @@ from edgekit.convert.api import ConvertOptions, convert_model, embed_onnx_metada
 from edgekit.data import DataSource
 from edgekit.errors import BadInput, UnsupportedRoute
 from edgekit.formats import SUFFIX, Family, Format
-from edgekit.fsutil import atomic_path
+from edgekit.fsutil import atomic_path, refuse_to_replace
 from edgekit.loaders import LoadOptions
 from edgekit.output_meaning import with_meaning
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
@@ -54,6 +54,8 @@ class QuantizeOptions:
     method: str = "minmax"
     per_channel: bool = True
     bias_correction: bool = True  # int8: correct the per-channel mean shift of each layer's output
+    weight_rounding: bool = True  # int8: round weights to keep each layer's output closest (GPTQ)
+    float_softmax: bool = True  # TFLite int8 with float IO: the final softmax in float (as ONNX always does)
     cpu: str = "auto"
     io_dtype: str = "float"
     budget: Limits | None = None
@@ -65,6 +67,7 @@ class QuantizeOptions:
     load: LoadOptions = dataclasses.field(default_factory=LoadOptions)
     preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
     labels_file: Path | None = None
+    force: bool = False  # replace an existing output
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -147,6 +150,13 @@ def default_target(fmt: Format) -> Format:
     return Format.TFLITE if fmt.family is Family.KERAS else Format.ONNX
 
 
+def default_output(source: Path, scheme: str, target: Format, io_dtype: str = "float") -> Path:
+    """MODEL.<scheme>.<suffix>, e.g. net.int8.onnx; integer IO is in the name (net.int8-uint8io.tflite),
+    so that an Edge TPU build does not take the name of the float-IO one."""
+    io = "" if io_dtype == "float" else f"-{io_dtype}io"
+    return source.with_name(f"{source.stem}.{scheme}{io}{SUFFIX[target]}")
+
+
 def quantize_model(
     source: Path, options: QuantizeOptions, progress: Progress = lambda _: None, board: Board | None = None
 ) -> QuantizeReport:
@@ -158,7 +168,8 @@ def quantize_model(
     prep = resolve_preprocessing(artifact.preprocessing, options.preprocess)
     if prep is None:
         raise BadInput(f"{source} has no stored preprocessing", fix="pass --preset imagenet|mobilenet|unit")
-    output = options.output or source.with_name(f"{source.stem}.{options.scheme}{SUFFIX[target]}")
+    output = options.output or default_output(source, options.scheme, target, options.io_dtype)
+    refuse_to_replace(output, options.force)
     warnings = [DYNAMIC_CNN_WARNING] if options.scheme == "dynamic" else []
     if options.scheme == "int8":
         _check_calibration_size(options)

@@ -19,7 +19,7 @@ import dataclasses
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,6 +134,14 @@ def _collect(
 ) -> list[list[np.ndarray]]:
     """The named intermediate tensors for every input (float32 kept as float16 to halve the memory
     when many layers are stored at once)."""
+    store = np.float16 if len(names) > 1 else np.float32
+    return [[out.astype(store) for out in outputs] for outputs in named_outputs(model, names, inputs, folder)]
+
+
+def named_outputs(
+    model: onnx.ModelProto, names: list[str], inputs: Iterable[dict[str, np.ndarray]], folder: Path | None = None
+) -> Iterator[list[np.ndarray]]:
+    """The named intermediate tensors of `model`, one input at a time (onnxruntime, CPU)."""
     import onnx
     import onnxruntime as ort
 
@@ -150,8 +158,8 @@ def _collect(
         onnx.save(augmented, str(path))
         with quiet_native_output():
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    store = np.float16 if len(names) > 1 else np.float32
-    return [[out.astype(store) for out in session.run(names, feed)] for feed in inputs]
+    for feed in inputs:
+        yield session.run(names, feed)
 
 
 def mean_shift(

@@ -87,3 +87,25 @@ def _scope(tensor_name: str) -> str:
     first = tensor_name.split(";")[0]
     parts = [p for p in first.split("/") if p and not p.startswith(("PartitionedCall", "StatefulPartitionedCall"))]
     return parts[-2] if len(parts) >= 2 else (parts[0] if parts else tensor_name)
+
+
+SOFTMAX_CHAIN = ("SOFTMAX", "RESHAPE", "SQUEEZE", "DEQUANTIZE")
+
+
+def final_softmax(float_model: bytes) -> list[str]:
+    """The tensor names (as the QuantizationDebugger's denylist takes them) of the softmax at output 0
+    of a float TFLite model and the reshapes after it; empty when the output is not a softmax's."""
+    from edgekit.runtimes.tflite import find_interpreter
+
+    _, interpreter_class, _ = find_interpreter()
+    interpreter = interpreter_class(model_content=float_model)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    producer = {int(out): op for op in interpreter._get_ops_details() for out in op["outputs"]}
+    op = producer.get(int(interpreter.get_output_details()[0]["index"]))
+    chain = []
+    while op is not None and op["op_name"] in SOFTMAX_CHAIN:
+        chain.append(names[int(op["outputs"][0])])
+        if op["op_name"] == "SOFTMAX":
+            return chain
+        op = producer.get(int(op["inputs"][0]))
+    return []

@@ -76,6 +76,13 @@ class StepContext:
     progress: Callable[[str], None]
     output: Path | None = None  # a single-step command's -o (None there: the library's default name)
     single: bool = False  # True when a command runs this step alone (no run folder)
+    force: bool = False  # a command's --force: replace an existing output
+
+    @property
+    def may_replace(self) -> bool:
+        """May the step replace an existing output? In a run folder (the runner's own files) always;
+        a command only with --force."""
+        return self.force or not self.single
 
     def output_for(self, name: str) -> Path | None:
         """Where the step writes: the command's -o, the library default, or `name` in the run folder."""
@@ -141,6 +148,7 @@ def run_single_step(
     count: int | None = 200,
     device: str = "cpu",
     progress: Callable[[str], None] = lambda _m: None,
+    force: bool = False,
 ) -> StepOutcome:
     """Run one step on `model` as a one-step recipe: the code path of `edgekit convert/quantize/prune`."""
     from edgekit.loaders import LoadOptions
@@ -157,7 +165,7 @@ def run_single_step(
     context = StepContext(
         source=model, current=model, models=list(models or []), folder=model.parent, calibration=recipe.calibration,
         validation=recipe.validation, labelled=recipe.labelled, device=device, count=count, recipe=recipe,
-        progress=progress, output=output, single=True,
+        progress=progress, output=output, single=True, force=force,
     )  # fmt: skip
     return step_class(name)().run(config, context)
 

@@ -66,6 +66,7 @@ class ConvertStep(Step):
             labels_file=context.recipe.labels,
             data=context.validation if context.single else None,  # a command's --data; recipes use the photos
             threads=config.threads,
+            force=context.may_replace,
         )
         report = convert_model(context.current, options, context.progress)
         parity = report.parity

@@ -75,7 +75,7 @@ class PruneStep(Step):
         options = PruneOptions(
             amount=config.amount, method=config.method, importance=config.importance, round_to=config.round_to,
             ignore=list(config.ignore), recover=recover, preprocess=context.recipe.preprocess, seed=config.seed,
-            labels=read_labels(context.recipe.labels),
+            labels=read_labels(context.recipe.labels), force=context.may_replace,
         )  # fmt: skip
         options.output = context.output_for(default_output(context.current, options).name)
         report = prune_model(context.current, options, context.recipe.load, context.progress)

@@ -19,9 +19,11 @@ class QuantizeConfig(BoardFields):
     method: str = "minmax"
     per_channel: bool = True
     bias_correction: bool = True
+    weight_rounding: bool = True
+    float_softmax: bool = True
     cpu: str | None = None  # default: the device profile's int8 kernels
     io_dtype: str = "float"
-    max_drift: str | None = None  # e.g. "0.95" or "agreement=0.95,kl=0.05"
+    max_drift: str | float | None = None  # e.g. 0.95 or "agreement=0.95,kl=0.05"
     max_float_layers: int = 16
     min_speedup: float | None = None  # keep no float layer that takes the speed-up vs float below this
     keep_float: list = dataclasses.field(default_factory=list)
@@ -56,6 +58,7 @@ class QuantizeStep(Step):
                 Limits.parse(str(config.max_drift))
             except EdgekitError as exc:
                 problems.append(f"quantize: max_drift {config.max_drift!r}: {exc.message}")
+        problems += _choice_problems(config)
         if config.min_speedup is not None and config.min_speedup <= 0:
             problems.append(f"quantize: min_speedup must be above 0, not {config.min_speedup!r}")
         if config.scheme == "int8" and recipe.calibration is None:
@@ -96,6 +99,8 @@ class QuantizeStep(Step):
             method=config.method,
             per_channel=config.per_channel,
             bias_correction=config.bias_correction,
+            weight_rounding=config.weight_rounding,
+            float_softmax=config.float_softmax,
             cpu=cpu,
             io_dtype=config.io_dtype,
             budget=Limits.parse(str(config.max_drift)) if config.max_drift is not None else None,
@@ -106,6 +111,7 @@ class QuantizeStep(Step):
             preprocess=context.recipe.preprocess,
             labels_file=context.recipe.labels,
             seed=config.seed,
+            force=context.may_replace,
             threads=config.threads,
         )
         board = config.open_board(context.device, context.progress)
@@ -128,3 +134,17 @@ class QuantizeStep(Step):
             report,
             error,
         )
+
+
+def _choice_problems(config: QuantizeConfig) -> list[str]:
+    """The options that must be one of a known set: calibration method, IO dtype, CPU preset."""
+    from edgekit.quantize.cpu import PRESETS
+    from edgekit.quantize.onnx_quant import CALIBRATION_METHODS
+    from edgekit.quantize.tflite_quant import IO_DTYPES
+
+    choices = {"method": CALIBRATION_METHODS, "io_dtype": IO_DTYPES, "cpu": (None, "auto", *PRESETS)}
+    return [
+        f"quantize: {key} must be one of {', '.join(c for c in allowed if c)}, not {getattr(config, key)!r}"
+        for key, allowed in choices.items()
+        if getattr(config, key) not in allowed
+    ]

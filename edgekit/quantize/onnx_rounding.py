@@ -1,0 +1,223 @@
+"""Error-compensating weight rounding for ONNX QDQ models (GPTQ: Frantar et al. 2022, "Optimal Brain
+Quantization" applied layer by layer; AdaRound, Nagel et al. 2020, solves the same layer-wise problem
+by gradient descent).
+
+Rounding each int8 weight to the nearest step is not the rounding that keeps a layer's *output*
+closest to float: the errors of weights that see correlated inputs add up. For each Conv and Gemm
+with per-channel int8 weights this measures the autocorrelation H = XᵀX of the layer's float inputs
+on calibration images, then quantizes the weights one input column at a time, spreading each
+column's rounding error over the columns not yet quantized through the inverse of H. The scales, the
+int8 types and the graph stay as the quantizer wrote them, so speed is unchanged; only int8 values
+move (by one step, rarely two).
+
+Why: on EfficientNet-Lite0 the weights, not the activations, cost most of int8's drift (int8 weights
+alone with float activations: 91.5% top-1 agreement on 200 held-out crops; int8 activations alone:
+96.5%), and its stem convolution alone moved mean KL from 0 to 0.011.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.quantize.onnx_bias import named_outputs
+
+if TYPE_CHECKING:
+    import onnx
+
+SAMPLES = 32  # calibration images whose layer inputs build each H
+DAMPING = 0.01  # of H's mean diagonal, added to its diagonal: keeps the inverse stable
+MAX_COLUMNS = 4096  # wider layers (H of 4096² float64 = 128 MB) keep nearest rounding
+
+
+@dataclasses.dataclass
+class Rounding:
+    """What the rounding did: layers rounded, weights moved off nearest, images used, time."""
+
+    layers: int
+    weights_changed: float  # fraction of the rounded layers' weights not at their nearest step
+    samples: int
+    seconds: float
+
+
+@dataclasses.dataclass
+class _Layer:
+    """One Conv or Gemm: its float twin's input and weight, and the int8 weight and scales to rewrite."""
+
+    input: str
+    float_weight: np.ndarray  # as rows (output channels) x columns (inputs seen by one output)
+    quantized: str  # the int8 initializer
+    scale: np.ndarray  # per row
+    op: str
+    attrs: dict[str, list[int] | int]
+    groups: int
+    transposed: bool = False  # a Gemm weight stored as K x N (transB=0)
+
+
+def round_weights(
+    float_path: Path,
+    quant_path: Path,
+    feeds: Iterable[dict[str, np.ndarray]],
+    progress: Callable[[str], None],
+    cache: dict[str, np.ndarray] | None = None,
+) -> Rounding:
+    """Rewrite the int8 weights of `quant_path` (a QDQ model made from `float_path`) so that each
+    layer's output error on the calibration images is smallest, not each weight's.
+
+    A layer's rounding depends only on its float weights, scales and float inputs, not on which other
+    layers are int8, so `cache` (by int8 initializer name and scales) lets later budget rounds reuse it."""
+    import onnx
+
+    started = time.perf_counter()
+    float_model, quant_model = onnx.load(str(float_path)), onnx.load(str(quant_path))
+    initializers = {init.name: init for init in quant_model.graph.initializer}
+    layers = _layers(float_model, quant_model, initializers)
+    inputs = list(feeds)
+    cache = {} if cache is None else cache
+    keys = [f"{layer.quantized}:{layer.scale.tobytes().hex()}" for layer in layers]
+    todo = [(layer, key) for layer, key in zip(layers, keys) if key not in cache]
+    if not layers or not inputs:
+        return Rounding(0, 0.0, len(inputs), time.perf_counter() - started)
+    if todo:
+        progress(f"weight rounding: input statistics of {len(todo)} layers on {len(inputs)} images")
+        hessians = _hessians(float_model, [layer for layer, _ in todo], inputs)
+        for index, ((layer, key), hessian) in enumerate(zip(todo, hessians)):
+            progress(f"weight rounding: layer {index + 1} of {len(todo)}")
+            cache[key] = gptq_round(layer.float_weight, layer.scale, hessian)
+    moved, total = 0, 0
+    for layer, key in zip(layers, keys):
+        nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -128, 127)
+        rounded = cache[key]
+        moved, total = moved + int((rounded != nearest).sum()), total + rounded.size
+        _write(initializers[layer.quantized], rounded.T if layer.transposed else rounded)
+    onnx.save(quant_model, str(quant_path))
+    return Rounding(len(layers), moved / max(total, 1), len(inputs), time.perf_counter() - started)
+
+
+def _layers(
+    float_model: onnx.ModelProto, quant_model: onnx.ModelProto, initializers: dict[str, onnx.TensorProto]
+) -> list[_Layer]:
+    """Conv (plain or depthwise) and Gemm nodes with per-channel int8 weights, matched to the float
+    graph by node name."""
+    from onnx import helper, numpy_helper
+
+    float_nodes = {node.name: node for node in float_model.graph.node if node.name}
+    float_inits = {init.name: init for init in float_model.graph.initializer}
+    producer = {out: node for node in quant_model.graph.node for out in node.output}
+    layers = []
+    for node in quant_model.graph.node:
+        twin = float_nodes.get(node.name)
+        dq = producer.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type not in ("Conv", "Gemm") or twin is None or dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        if dq.input[0] not in initializers or twin.input[1] not in float_inits:
+            continue
+        quantized = numpy_helper.to_array(initializers[dq.input[0]])
+        scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float64).ravel()
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        weight = numpy_helper.to_array(float_inits[twin.input[1]]).astype(np.float64)
+        if node.op_type == "Gemm" and not attrs.get("transB", 0):
+            weight = weight.T
+        groups = int(attrs.get("group", 1))
+        rows = weight.reshape(weight.shape[0], -1)
+        depthwise = groups > 1 and weight.shape[1] == 1
+        if quantized.dtype != np.int8 or scale.size != rows.shape[0] or (groups > 1 and not depthwise):
+            continue
+        if rows.shape[1] > MAX_COLUMNS or np.any(scale <= 0):
+            continue
+        transposed = node.op_type == "Gemm" and not attrs.get("transB", 0)
+        layers.append(_Layer(twin.input[0], rows, dq.input[0], scale, node.op_type, attrs, groups, transposed))
+    return layers
+
+
+class Autocorrelation:
+    """The running mean of xxᵀ over every position a layer's kernel sees: one matrix (columns x columns)
+    for a plain layer, one per channel for a depthwise one (patches: channels x positions x k)."""
+
+    def __init__(self) -> None:
+        self.total: np.ndarray | None = None
+        self.count = 0
+
+    def add(self, patches: np.ndarray) -> None:
+        """Add positions x columns patches (or channels x positions x k for depthwise)."""
+        update = np.einsum("cpk,cpl->ckl", patches, patches) if patches.ndim == 3 else patches.T @ patches
+        self.total = update if self.total is None else self.total + update
+        self.count += patches.shape[-2]
+
+    def mean(self) -> np.ndarray:
+        """H: the mean of xxᵀ."""
+        assert self.total is not None, "no patches were added"
+        return self.total / self.count
+
+
+def _hessians(
+    float_model: onnx.ModelProto, layers: list[_Layer], inputs: list[dict[str, np.ndarray]]
+) -> list[np.ndarray]:
+    """Per layer, H from its float inputs on every image (one image in memory at a time)."""
+    names = list(dict.fromkeys(layer.input for layer in layers))
+    statistics = [Autocorrelation() for _ in layers]
+    for outputs in named_outputs(float_model, names, inputs):
+        by_name = dict(zip(names, outputs))
+        for layer, statistic in zip(layers, statistics):
+            statistic.add(_patches(by_name[layer.input].astype(np.float64), layer))
+    return [statistic.mean() for statistic in statistics]
+
+
+def _patches(x: np.ndarray, layer: _Layer) -> np.ndarray:
+    """The inputs each output position sees, in the weight's column order (channel, kh, kw): positions x
+    columns, or channels x positions x (kh*kw) for a depthwise conv."""
+    if layer.op == "Gemm":
+        return x.reshape(-1, layer.float_weight.shape[1])
+    kernel = list(layer.attrs.get("kernel_shape", []))
+    strides = list(layer.attrs.get("strides", [1, 1]))
+    dilations = list(layer.attrs.get("dilations", [1, 1]))
+    pads = list(layer.attrs.get("pads", [0, 0, 0, 0]))
+    if x.ndim != 4 or len(kernel) != 2 or layer.attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise ValueError("only 2-D convolutions with explicit pads")
+    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    windows = windows[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
+    n, c, oh, ow, kh, kw = windows.shape
+    if layer.groups > 1:
+        return windows.transpose(1, 0, 2, 3, 4, 5).reshape(c, n * oh * ow, kh * kw)
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+
+
+def gptq_round(weight: np.ndarray, scale: np.ndarray, hessian: np.ndarray) -> np.ndarray:
+    """int8 values for `weight` (rows x columns) at the given per-row scales, quantized column by
+    column with each column's error compensated on the later columns (shared H, or one per row)."""
+    per_row = hessian.ndim == 3
+    h = hessian.copy()
+    index = np.arange(h.shape[-1])
+    diag = h[..., index, index]
+    dead = diag <= 0  # inputs that are always zero: their weights do not matter
+    h[..., index, index] = diag + DAMPING * np.mean(diag, axis=-1, keepdims=True) + dead
+    try:
+        inverse = np.linalg.inv(h)
+        upper = np.swapaxes(np.linalg.cholesky(inverse), -1, -2)  # inverse = Uᵀ U
+    except np.linalg.LinAlgError:
+        return np.clip(np.round(weight / scale[:, None]), -128, 127)
+    w = weight.copy()
+    result = np.empty_like(w)
+    for column in range(w.shape[1]):
+        q = np.clip(np.round(w[:, column] / scale), -128, 127)
+        result[:, column] = q
+        pivot = upper[..., column, column]
+        error = (w[:, column] - q * scale) / pivot
+        following = upper[..., column, column + 1 :]
+        w[:, column + 1 :] -= error[:, None] * following if per_row else np.outer(error, following)
+    return result
+
+
+def _write(initializer: onnx.TensorProto, values: np.ndarray) -> None:
+    """Store `values` in the int8 initializer, in its own shape."""
+    from onnx import numpy_helper
+
+    shape = tuple(initializer.dims)
+    initializer.CopyFrom(numpy_helper.from_array(values.reshape(shape).astype(np.int8), initializer.name))

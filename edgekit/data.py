@@ -73,6 +73,7 @@ class DataSource:
         self.path, self.count, self.seed = path, count, seed
         self.class_names = labels
         self._csv = _read_label_csv(label_csv) if label_csv else None
+        self._class_folders: bool | None = None
         self.stats = DataStats()
 
     def __iter__(self) -> Iterator[Sample]:
@@ -120,9 +121,13 @@ class DataSource:
             yield Sample(str(path), image=cv2.cvtColor(image, cv2.COLOR_BGR2RGB), label=self._label_of(path))
 
     def _label_of(self, path: Path) -> int | None:
+        """The class of `path`: its CSV label, else the first folder under the root (root/class/**/img).
+        Folders count as classes only when they look like it: with the model's labels given, a tree
+        none of whose top folders is a label (photos by date: 2024/july/) is unlabelled."""
         key = self._csv.get(path.name) if self._csv is not None else None
-        name = key if key is not None else (path.parent.name if path.parent != self.path else None)
-        if name is None:
+        relative = path.relative_to(self.path).parts if path.is_relative_to(self.path) else ()
+        name = key if key is not None else (relative[0] if len(relative) > 1 else None)
+        if name is None or (key is None and not self._folders_are_classes()):
             return None
         names = self.class_names or sorted(p.name for p in self.path.iterdir() if p.is_dir())
         if name.isdigit() and not self.class_names:
@@ -133,6 +138,15 @@ class DataSource:
                 fix="name class folders (or CSV labels) after the model's labels",
             )
         return names.index(name)
+
+    def _folders_are_classes(self) -> bool:
+        """Without the model's labels every top folder is a class; with them, only if one is a label."""
+        if not self.class_names:
+            return True
+        if self._class_folders is None:
+            folders = [p.name for p in self.path.iterdir() if p.is_dir()]
+            self._class_folders = any(name in self.class_names for name in folders)
+        return self._class_folders
 
     def _npy(self) -> Iterator[Sample]:
         try:

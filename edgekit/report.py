@@ -282,6 +282,8 @@ def print_prune(report: Any) -> None:
         if report.accuracy_original is not None:
             epochs.add_row("original", "", "", _pct(report.accuracy_original))
         _out.print(epochs)
+        for warning in report.warnings:
+            _err.print(_styled("warning:", "yellow", warning))
     elif structured:
         _err.print(
             _styled(

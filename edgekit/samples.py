@@ -17,7 +17,7 @@ def sample_photos() -> dict[str, np.ndarray]:
     try:
         import skimage.data
     except ImportError as exc:
-        raise MissingDependency("the bundled sample photos", "scikit-image", "torch") from exc
+        raise MissingDependency("the bundled sample photos", "scikit-image", "photos") from exc
     photos = {name: np.ascontiguousarray(getattr(skimage.data, name)()[:, :, :3]) for name in SKIMAGE_PHOTOS}
     try:
         from sklearn.datasets import load_sample_images

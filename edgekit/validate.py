@@ -57,6 +57,11 @@ class Limits:
                     fix=f"use a number or key=value with keys {', '.join(_LIMIT_KEYS)}",
                 )
             number = float(value.strip().rstrip("%")) / (100 if value.strip().endswith("%") else 1)
+            if key in ("agreement", "top5", "confident") and number > 1:
+                raise BadInput(
+                    f"drift limit {part!r}: an agreement is a share between 0 and 1",
+                    fix=f"e.g. {key}=0.95 or {key}=95%",
+                )
             setattr(limits, _LIMIT_KEYS[key], number)
         return limits
 

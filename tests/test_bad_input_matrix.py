@@ -258,6 +258,8 @@ def test_prune_on_a_runtime_format(good_models: dict[str, Path]) -> None:
 def test_unknown_device_profile(good_models: dict[str, Path]) -> None:
     code, stderr = _invoke(["bench", good_models["onnx"], "--device", "rpi9"])
     _assert_clean(code, stderr, 3, "unknown device 'rpi9'")
+    code, stderr = _invoke(["bench", good_models["onnx"], "--device", "cuda"])
+    _assert_clean(code, stderr, 3, "did you mean cuda-gpu?")
 
 
 def test_model_that_loads_but_fails_when_run(photos_dir: Path, tmp_path: Path) -> None:

@@ -177,3 +177,19 @@ def test_real_subprocess_exit_code_and_lazy_imports(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_fetch_video_and_photos_both_create_a_new_folder(tmp_path: Path) -> None:
+    """`fetch video -d NEW` makes the folder, as `fetch photos -d NEW` does (it used to refuse it)."""
+    for what, name in (("video", "photos.avi"), ("photos", "astronaut.png")):
+        target = tmp_path / f"new_{what}" / "deeper"
+        result = CliRunner().invoke(cli, ["fetch", what, "-d", str(target)])
+        assert result.exit_code == 0, result.stderr
+        assert (target / name).stat().st_size > 10_000
+
+
+def test_keras_commands_print_no_tensorflow_notices(keras_models: dict[str, Path]) -> None:
+    """TensorFlow's absl and oneDNN notices (4 lines on every Keras command) stay off stderr (-v keeps them)."""
+    command = [sys.executable, "-m", "edgekit", "inspect", str(keras_models["keras"])]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert done.stderr.strip() == "", done.stderr

@@ -81,3 +81,13 @@ def test_labels_from_class_folders_and_csv(tmp_path: Path, photos_dir: Path) -> 
         s.name.split("/")[-1]: s.label for s in DataSource(tmp_path / "data", labels=["cup", "dog"], label_csv=csv_file)
     }
     assert labels == {"chelsea.png": 1, "coffee.png": 0}
+
+
+def test_photos_sorted_by_date_are_not_read_as_classes(tmp_path: Path, photos_dir: Path) -> None:
+    """tree/2024/july/img.png is a folder of photos, not labelled data: with the model's labels none of
+    whose names is a top folder, the samples are unlabelled; without labels (calibration) it reads too."""
+    for year, month, name in (("2024", "july", "chelsea"), ("2025", "may", "coffee")):
+        (tmp_path / "tree" / year / month).mkdir(parents=True)
+        (tmp_path / "tree" / year / month / f"{name}.png").write_bytes((photos_dir / f"{name}.png").read_bytes())
+    assert [s.label for s in DataSource(tmp_path / "tree", labels=["cat", "dog"])] == [None, None]
+    assert len(list(DataSource(tmp_path / "tree"))) == 2  # used to fail: "label 'july' ... not one of"

@@ -87,6 +87,9 @@ def test_device_install_says_what_is_missing(pi_venv: Path, tmp_path: Path) -> N
     done = _run(pi_venv, pi_venv / "bin" / "edgekit", "inspect", pt2)
     assert done.returncode == 4
     assert 'needs PyTorch: pip install "edgekit[torch]"' in done.stderr and "Traceback" not in done.stderr
+    done = _run(pi_venv, pi_venv / "bin" / "edgekit", "fetch", "photos", "-d", tmp_path / "photos")
+    assert done.returncode == 4  # the photos need scikit-image alone, not torch
+    assert 'pip install "edgekit[photos]"' in done.stderr and "Traceback" not in done.stderr
 
 
 def test_python_running_this_suite_is_not_the_pi_venv(pi_venv: Path) -> None:

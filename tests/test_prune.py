@@ -140,6 +140,9 @@ def test_taylor_importance_uses_data(torch_models: dict[str, Path], photos_dir: 
     options = PruneOptions(amount=0.5, round_to=4, importance="taylor", recover=recover, output=tmp_path / "t.pt2")
     report = prune_model(torch_models["pt2"], options, TINY_LOAD)
     assert report.macs_after < report.macs_before and len(report.history) == 1
+    # the bundled photos leave a held-out set of a few images: the report says how little that shows
+    assert report.holdout_images < 20 and "held-out images" in report.warnings[0]
+    assert report.to_dict()["warnings"] == report.warnings
 
 
 @pytest.mark.parametrize(

@@ -252,3 +252,17 @@ def test_onnx_softmax_output_stays_float(keras_models: dict[str, Path], crops: d
     graph = onnx.load(str(output)).graph
     producers = {out: node.op_type for node in graph.node for out in node.output}
     assert producers[graph.output[0].name] == "Softmax"  # int8 softmax would round small probabilities to 0
+
+
+def test_settings_record_the_calibration_images_used(
+    torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """24 images asked for 200: the sidecar and report say 24 were used (and how many were skipped)."""
+    (crops["calib"].parent / "calib_with_junk").mkdir(exist_ok=True)
+    folder = crops["calib"].parent / "calib_with_junk"
+    for image in crops["calib"].iterdir():
+        (folder / image.name).write_bytes(image.read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    options = QuantizeOptions(calib=folder, calib_count=200, val=crops["val"], output=tmp_path / "q.onnx")
+    report = quantize_model(torch_models["pt2"], options)
+    assert report.settings["calibration_count"] == 24 and report.settings["calibration_skipped"] == 1

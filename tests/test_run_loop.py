@@ -59,6 +59,16 @@ def test_headless_top1_equals_direct_inference(tiny_tflite: Path, video: Path, w
     assert "24 frames" in stderr and "FPS" in stderr and f"{workers} worker(s)" in stderr
 
 
+def test_json_ends_with_the_summary(tiny_tflite: Path, video: Path) -> None:
+    """`run --json`: the per-frame lines, then one summary line instead of the table on stderr."""
+    code, lines, stderr = _run(tiny_tflite, "--source", video, "--json")
+    assert code == 0, stderr
+    assert [line["frame"] for line in lines[:-1]] == list(range(24))
+    summary = lines[-1]["summary"]
+    assert summary["frames"] == 24 and summary["fps"] > 0 and summary["stopped_by"]
+    assert "FPS" not in stderr
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_recording_is_playable_with_every_frame(tiny_tflite: Path, video: Path, tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"annotated{suffix}"

@@ -30,7 +30,9 @@ def fetch_command(what: str, folder: Path | None, as_json: bool) -> None:
     elif what == "efficientnet-lite0":
         paths = fetch.fetch_efficientnet_lite0(folder)
     elif what == "video":
-        paths = {"video": write_sample_video((folder or fetch.cache_dir()) / "photos.avi")}
+        target = folder or fetch.cache_dir()
+        target.mkdir(parents=True, exist_ok=True)  # as `fetch photos -d NEW` does
+        paths = {"video": write_sample_video(target / "photos.avi")}
     else:
         written = write_sample_photos(folder or fetch.cache_dir() / "photos")
         paths = {p.stem: p for p in written}

@@ -141,7 +141,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def main() -> None:
     """Console-script entry point."""
     # OpenCV's own [ WARN ] lines (a camera or pipeline that does not open) would precede edgekit's one
-    # line about it; -v keeps them.
+    # line about it, and TensorFlow's C++ logging prints absl and oneDNN notices on every Keras command
+    # (4 lines on stderr); -v keeps them.
     if "-v" not in sys.argv[1:2] and "--verbose" not in sys.argv[1:2]:
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("EDGEKIT_QUIET_IMPORTS", "1")
     cli.main(prog_name="edgekit", args=sys.argv[1:])

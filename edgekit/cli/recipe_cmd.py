@@ -21,13 +21,34 @@ def recipe_group() -> None:
 @recipe_group.command("validate")
 @click.argument("recipe", type=click.Path(path_type=Path))
 @_set_option
-def validate_command(recipe: Path, overrides: tuple[str, ...]) -> None:
+@json_option
+def validate_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Check RECIPE without running anything: every problem is listed with its line (exit 3)."""
-    from edgekit.recipes import load_recipe
+    from edgekit.recipes import RecipeError, load_recipe
+    from edgekit.report import print_json
 
-    loaded = load_recipe(recipe, list(overrides))
+    try:
+        loaded = load_recipe(recipe, list(overrides))
+    except RecipeError as exc:
+        if as_json:
+            print_json({"recipe": str(recipe), "valid": False, "problems": exc.problems})
+        raise
+    if as_json:
+        steps = [{"step": spec.name, "line": spec.line, "options": _plain(spec.config)} for spec in loaded.steps]
+        print_json(
+            {"recipe": str(recipe), "valid": True, "model": loaded.model, "device": loaded.device, "steps": steps}
+        )
+        return
     steps = " -> ".join(spec.name for spec in loaded.steps)
     click.echo(f"✓ {recipe}: {loaded.model} on {loaded.device}: {steps}")
+
+
+def _plain(config: object) -> dict[str, object]:
+    """A step config as JSON-ready values."""
+    import dataclasses
+
+    return {key: value if isinstance(value, (str, int, float, bool, list, type(None))) else str(value)
+            for key, value in dataclasses.asdict(config).items()}  # fmt: skip
 
 
 @recipe_group.command("run")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgekit.cli.options import board_target_options, force_option, model_argument, preprocessing_options
+from edgekit.cli.options import board_target_options, force_option, json_option, model_argument, preprocessing_options
 
 if TYPE_CHECKING:
     from edgekit.board import BoardChoice
@@ -49,9 +49,11 @@ if TYPE_CHECKING:
 @click.option("--threads", type=click.IntRange(1, 256), help="Inference threads per worker.")
 @board_target_options
 @preprocessing_options
+@json_option
 def run_command(
     model: Path,
     board: BoardChoice | None,
+    as_json: bool,
     source: str,
     headless: bool,
     display: bool,
@@ -96,7 +98,12 @@ def run_command(
         except BrokenPipeError:
             sys.stderr.close()  # stdout reader went away (e.g. `| head`): nothing left to say
             return
-    print_loop_summary(summary)
+    if as_json:  # the summary as the last JSON line, after the per-frame lines
+        import dataclasses
+
+        print(json.dumps({"summary": dataclasses.asdict(summary) | {"fps": summary.fps}}), flush=True)
+    else:
+        print_loop_summary(summary)
 
 
 @contextlib.contextmanager

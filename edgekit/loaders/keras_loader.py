@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInput, MissingDependency, first_line
 from edgekit.formats import Format
+from edgekit.fsutil import quiet_native_output
 
 
 def import_tf():
-    """Import TensorFlow quietly, or raise MissingDependency."""
+    """Import TensorFlow quietly, or raise MissingDependency. Its C++ side prints absl and oneDNN
+    notices on fd 2 while loading, whatever TF_CPP_MIN_LOG_LEVEL says; from the CLI (without -v) the
+    first import runs with fds 1 and 2 sent to a log."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet = os.environ.get("EDGEKIT_QUIET_IMPORTS") == "1" and "tensorflow" not in sys.modules
     try:
-        import tensorflow as tf
+        with quiet_native_output() if quiet else contextlib.nullcontext():
+            import tensorflow as tf
     except ImportError as exc:
         raise MissingDependency("loading a Keras/TensorFlow model", "TensorFlow", "tf") from exc
     return tf

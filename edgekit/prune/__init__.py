@@ -128,6 +128,9 @@ class EpochRecord:
     seconds: float = 0.0
 
 
+MIN_HOLDOUT = 20  # held-out images below which recovery figures are flagged as too thin to trust
+
+
 @dataclasses.dataclass
 class PruneReport:
     """What `edgekit prune` did and measured."""
@@ -170,9 +173,21 @@ class PruneReport:
             "history": [dataclasses.asdict(r) for r in self.history],
         }
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about these figures: a held-out set too small to judge them."""
+        if self.history and self.holdout_images < MIN_HOLDOUT:
+            return [
+                f"only {self.holdout_images} held-out images: agreement measured on so few says little "
+                f"(one image moves it by {1 / max(self.holdout_images, 1):.0%}); give --data a folder of "
+                f"{MIN_HOLDOUT * 5}+ images like the ones the model will see"
+            ]
+        return []
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form for --json."""
         return {
+            "warnings": self.warnings,
             "source": str(self.source),
             "output": str(self.output),
             "options": self.options.to_dict(),

@@ -171,13 +171,13 @@ def quantize_model(
     output = options.output or default_output(source, options.scheme, target, options.io_dtype)
     refuse_to_replace(output, options.force)
     warnings = [DYNAMIC_CNN_WARNING] if options.scheme == "dynamic" else []
-    if options.scheme == "int8":
-        _check_calibration_size(options)
+    used = _check_calibration_size(options) if options.scheme == "int8" else None
     with tempfile.TemporaryDirectory(prefix="edgekit-quantize-") as tmp:
         work = Path(tmp)
         progress(f"making the float {target.value} reference (checked against {source.name})")
         reference = _float_reference(source, artifact.format, target, work, options)
         backend: Backend = BACKENDS[target](source, reference, work, options, prep, progress)
+        backend.calibration_used = used
         val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
         report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress, board)
         first = report.rounds[0]
@@ -196,8 +196,8 @@ def quantize_model(
         return report
 
 
-def _check_calibration_size(options: QuantizeOptions) -> None:
-    """BadInput when the calibration source has fewer usable images than the method needs."""
+def _check_calibration_size(options: QuantizeOptions) -> tuple[int, int]:
+    """The usable and skipped calibration images; BadInput when fewer are usable than the method needs."""
     assert options.calib is not None  # QuantizeOptions refuses int8 without it
     needed = MIN_CALIBRATION.get(options.method, 8)
     source = DataSource(options.calib, count=options.calib_count, seed=options.seed)
@@ -209,6 +209,7 @@ def _check_calibration_size(options: QuantizeOptions) -> None:
             f"--calibration {options.method} needs at least {needed}",
             fix=f"add images (100-500 like the ones the model will see), or raise --calib-count to {needed} or more",
         )
+    return usable, source.stats.skipped
 
 
 def _slower_than_float(report: QuantizeReport) -> str | None:

@@ -49,6 +49,7 @@ class Backend(abc.ABC):
         self.progress = progress
         self.corrections: dict[Path, BiasCorrection] = {}  # per quantized file
         self.roundings: dict[Path, Rounding] = {}  # per quantized file
+        self.calibration_used: tuple[int, int] | None = None  # (usable, skipped) images, set by quantize_model
         with open_runner(read_artifact(reference)) as runner:
             self.spec = runner.inputs()[0]
         self._count = 0
@@ -80,6 +81,13 @@ class Backend(abc.ABC):
         """The bias correction applied to `candidate`, as a dict, or None."""
         correction = self.corrections.get(candidate) if candidate is not None else None
         return dataclasses.asdict(correction) if correction else None
+
+    def calibration_counts(self) -> dict[str, int]:
+        """How many calibration images were used (not only asked for) and how many files were skipped."""
+        if self.calibration_used is None:
+            return {"calibration_count": self.options.calib_count}
+        usable, skipped = self.calibration_used
+        return {"calibration_count": usable, "calibration_skipped": skipped}
 
     def rounding_of(self, candidate: Path | None) -> dict[str, Any] | None:
         """The weight rounding applied to `candidate`, as a dict, or None."""
@@ -145,7 +153,7 @@ class OnnxBackend(Backend):
                 per_channel=self.options.per_channel,
                 calibration=self.options.method,
                 calibration_source=str(self.options.calib),
-                calibration_count=self.options.calib_count,
+                **self.calibration_counts(),
                 cpu_preset=self.cpu.name,
                 activations=self.cpu.activation,
                 weights=self.cpu.weight,
@@ -263,7 +271,7 @@ class TFLiteBackend(Backend):
                 io_dtype=self.options.io_dtype,
                 float_softmax=self.float_softmax(),
                 calibration_source=str(self.options.calib),
-                calibration_count=self.options.calib_count,
+                **self.calibration_counts(),
                 kernels="TFLite int8 (XNNPACK on CPU)",
                 bias_correction=self.correction_of(candidate),
                 weight_rounding=self.rounding_of(candidate),

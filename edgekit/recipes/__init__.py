@@ -18,6 +18,7 @@ from edgekit.errors import BadInput
 from edgekit.formats import Format
 from edgekit.loaders import LoadOptions
 from edgekit.preprocess import PreprocessOverrides
+from edgekit.recipes.plan import Deployed
 
 BUNDLED = "bundled"  # data.calibration / data.validation: seeded crops of the bundled real photos
 FETCHED = {  # model.path "fetch:NAME" -> the format the fetch helper writes
@@ -36,8 +37,11 @@ class RecipeError(BadInput):
 
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.problems = problems
+        if len(problems) == 1:  # one mistake: one line
+            super().__init__(f"{path} {problems[0]} (nothing was run)")
+            return
         listing = "".join(f"\n  {problem}" for problem in problems)
-        super().__init__(f"{path}: {len(problems)} problem(s), nothing was run:{listing}")
+        super().__init__(f"{path}: {len(problems)} problems, nothing was run:{listing}")
 
 
 @dataclasses.dataclass
@@ -110,6 +114,7 @@ class _Checker:
 
     def __init__(self, path: Path, lines: dict[tuple, int]) -> None:
         self.path, self.lines, self.problems = path, lines, []
+        self.deployed: Deployed | None = None  # the last model-producing step, for the device plan
 
     def problem(self, where: tuple, message: str) -> None:
         """Record a problem at the line of `where` (or its nearest parent)."""
@@ -159,7 +164,21 @@ class _Checker:
             steps=[],
         )
         recipe.steps = self._steps(data.get("steps"), recipe)
+        self._plan(recipe)
         return recipe
+
+    def _plan(self, recipe: Recipe) -> None:
+        """The final model against the device profile (runtime, precision, IO types)."""
+        from edgekit.devices import load_profile
+        from edgekit.recipes.plan import plan_problems
+
+        try:
+            profile = load_profile(recipe.device if not recipe.device.endswith((".yaml", ".yml"))
+                                   else str(self.path.parent / recipe.device))  # fmt: skip
+        except BadInput:
+            return  # already reported by _device
+        for message in plan_problems(profile, self.deployed):
+            self.problem(("steps", self.deployed.index) if self.deployed else ("steps",), message)
 
     def _typed(self, section: dict[str, Any], types: dict[str, str], name: str) -> None:
         """Report (and drop) unknown keys and values of the wrong type in a section."""
@@ -275,8 +294,13 @@ class _Checker:
             config = self._config(cls.Config, options or {}, (*where, name), f"step {index + 1} ({name})")
             if config is None:
                 continue
-            for message in cls.check(config, recipe):
+            problems = cls.check(config, recipe)
+            for message in problems:
                 self.problem((*where, name), f"step {index + 1} ({message})")
+            if problems:  # what this step would produce is unknown: the chain check stops here
+                fmt = None
+                specs.append(StepSpec(name, config, self.lines.get(where, 1)))
+                continue
             if getattr(config, "input", "previous") not in ("previous", "source"):
                 self.problem((*where, name, "input"), f"step {index + 1} ({name}): input must be previous or source")
             elif getattr(config, "input", "previous") == "source":
@@ -287,6 +311,10 @@ class _Checker:
                     self.problem(where, f"step {index + 1} ({name}) cannot take a {fmt.value} model: {reason}")
                 elif cls.produces_model:
                     fmt = cls.produces(fmt, config)
+                    keep = cls.keeps_precision and self.deployed is not None
+                    self.deployed = (
+                        dataclasses.replace(self.deployed, format=fmt) if keep else Deployed(index, name, config, fmt)
+                    )
             specs.append(StepSpec(name, config, self.lines.get(where, 1)))
         return specs
 

@@ -7,6 +7,7 @@ Built only from what is on disk (each step's step.json and the models' sidecars)
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,10 @@ def markdown(report: dict[str, Any], plot: Path | None) -> str:
     lines += [f"| {s['folder']} | {s['seconds']:.1f} |" for s in report["steps"] if s.get("seconds") is not None]
     if plot:
         lines += ["", f"![latency vs drift]({plot.name})"]
-    else:
+    elif importlib.util.find_spec("matplotlib") is None:
         lines += ["", '(install matplotlib, `pip install "edgekit[report]"`, for the latency-vs-drift plot)']
+    else:
+        lines += ["", "(no latency-vs-drift plot: no bench step timed the models; add `- bench: {}` to the recipe)"]
     return "\n".join(lines) + "\n"
 
 

@@ -105,6 +105,7 @@ class Step:
     name = ""
     Config: type = object
     produces_model = False
+    keeps_precision = False  # True: the model it writes has its input's precision (compile)
     uses_data: tuple[str, ...] = ()  # which of calibration / validation / labelled it reads
     acts_on_all = False  # True: reads every model so far (validate, bench)
 

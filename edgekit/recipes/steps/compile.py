@@ -25,6 +25,7 @@ class CompileStep(Step):
     name = "compile"
     Config = CompileConfig
     produces_model = True
+    keeps_precision = True
 
     @classmethod
     def accepts(cls, fmt: Format, config: CompileConfig) -> str | None:

@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
+
+class _TableConsole(Console):
+    """A console whose tables wrap long cells instead of cutting them to 'dog_br…': at 80 columns and
+    when piped (rich then assumes 80) a model or layer name is still whole, over two lines."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Print, with every table column set to fold rather than ellipsize."""
+        for item in objects:
+            if isinstance(item, Table):
+                for column in item.columns:
+                    column.overflow = "fold"
+        super().print(*objects, **kwargs)
+
+
 # Markup off: paths, layer names and runtime notes such as "[fallback: ...]" print as they are.
-_out = Console(soft_wrap=True, markup=False)
-_err = Console(stderr=True, markup=False)
+_out = _TableConsole(soft_wrap=True, markup=False)
+_err = _TableConsole(stderr=True, markup=False)
 
 
 def _styled(mark: str, style: str, message: str) -> Text:
@@ -27,8 +43,57 @@ def print_json(data: Any) -> None:
 
 
 def progress_printer(quiet: bool = False) -> Callable[[str], None]:
-    """A callback that prints each long step to stderr (silent with --json)."""
-    return (lambda _: None) if quiet else (lambda message: _err.print(_styled("…", "dim", message)))
+    """A callback that shows each long step on stderr: a line per stage, and a bar with ETA for a
+    counted stage ('bias correction: layer 3 of 50') on a terminal. With --json (`quiet`) only a
+    terminal gets the bars (stdout stays JSON); logs and pipes get nothing."""
+    if quiet and not _err.is_terminal:
+        return lambda _: None
+    return _StageProgress(_err, live=_err.is_terminal, lines=not quiet)
+
+
+class _StageProgress:
+    """Stage lines, and for 'WHAT: [layer] N of M' messages a rich progress bar (terminal) or just the
+    first and last of the series (logs)."""
+
+    COUNTED = re.compile(r"^(?P<what>.*?):? (?:layer |image |round )?(?P<done>\d+) of (?P<total>\d+)$")
+
+    def __init__(self, console: Console, live: bool, lines: bool) -> None:
+        self.console, self.live, self.lines = console, live, lines
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.what = ""
+
+    def __call__(self, message: str) -> None:
+        """Show one progress message."""
+        counted = self.COUNTED.match(message)
+        if counted is None:
+            self._stop()
+            if self.lines:
+                self.console.print(_styled("…", "dim", message))
+            return
+        what, done, total = counted["what"], int(counted["done"]), int(counted["total"])
+        if not self.live:
+            if self.lines and (done in (1, total)):
+                self.console.print(_styled("…", "dim", message))
+            return
+        if self.bar is None or what != self.what:
+            self._stop()
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=self.console, transient=True,
+            )  # fmt: skip
+            self.bar.start()
+            self.task, self.what = self.bar.add_task(what, total=total), what
+        self.bar.update(self.task, completed=done)
+        if done >= total:
+            self._stop()
+            if self.lines:
+                self.console.print(_styled("…", "dim", f"{what}: {total} of {total} done"))
+
+    def _stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def human_bytes(count: float) -> str:

@@ -193,3 +193,47 @@ def test_keras_commands_print_no_tensorflow_notices(keras_models: dict[str, Path
     command = [sys.executable, "-m", "edgekit", "inspect", str(keras_models["keras"])]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     assert done.stderr.strip() == "", done.stderr
+
+
+def test_tables_keep_long_names_whole_when_piped(tmp_path: Path) -> None:
+    """At 80 columns (rich's width when piped) a long name wraps instead of ending in '…'."""
+    from rich.table import Table
+
+    from edgekit import report
+
+    name = "dog_breed_mobilenetv2.int8-uint8io.tflite"
+    table = Table()
+    for column in ("model", "step", "format", "precision", "size", "MACs", "p50 ms", "top-1", "mean KL"):
+        table.add_column(column)
+    table.add_row(name, "03_quantize", "tflite", "int8", "2.52 MB", "152.8 M", "1.12", "94.0%", "0.0086")
+    console = report._TableConsole(width=80, record=True, file=(tmp_path / "out.txt").open("w"))
+    console.print(table)
+    text = console.export_text()
+    assert "…" not in text
+    cells = "".join(line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2)
+    assert name in cells
+
+
+def test_counted_stages_become_a_bar_on_a_terminal_and_two_lines_in_a_log() -> None:
+    """'bias correction: layer N of 50' drives a progress bar with ETA on a terminal (gone when done,
+    one line left); a log gets the first and last of the series, not 50 lines."""
+    import io
+
+    from rich.console import Console
+
+    from edgekit.report import _StageProgress
+
+    log = io.StringIO()
+    plain = _StageProgress(Console(file=log, width=80), live=False, lines=True)
+    terminal_out = io.StringIO()
+    terminal = _StageProgress(Console(file=terminal_out, width=80, force_terminal=True), live=True, lines=True)
+    for progress in (plain, terminal):
+        for index in range(1, 51):
+            progress(f"bias correction: layer {index} of 50")
+        progress("validating against the float model")
+    assert log.getvalue().splitlines() == [
+        "… bias correction: layer 1 of 50", "… bias correction: layer 50 of 50", "… validating against the float model",
+    ]  # fmt: skip
+    shown = terminal_out.getvalue()
+    assert "bias correction: 50 of 50 done" in shown and "validating against the float model" in shown
+    assert terminal.bar is None  # stopped, nothing left running

@@ -303,6 +303,22 @@ def print_quantize(report: Any) -> None:
         _out.print(f"why: {report.settings['preset_reason']}")
 
 
+def _print_recovery(report: Any) -> None:
+    """The recovery epochs on the held-out images, and a warning when those are too few to judge."""
+    epochs = Table(title=f"recovery on {report.holdout_images} held-out images (best epoch kept)")
+    for column in ("epoch", "loss", "agreement with original", "accuracy"):
+        epochs.add_column(column)
+    epochs.add_row("pruned", "", _pct(report.agreement_pruned), _pct(report.accuracy_pruned))
+    for record in report.history:
+        epochs.add_row(str(record.epoch), f"{record.loss:.4f}", _pct(record.agreement), _pct(record.accuracy))
+    epochs.add_row("written", "", _pct(report.agreement_recovered), _pct(report.accuracy_recovered))
+    if report.accuracy_original is not None:
+        epochs.add_row("original", "", "", _pct(report.accuracy_original))
+    _out.print(epochs)
+    for warning in report.warnings:
+        _err.print(_styled("warning:", "yellow", warning))
+
+
 def print_prune(report: Any) -> None:
     """Pruning result: MACs and params before/after, per-layer channels or sparsity, recovery epochs."""
     structured = report.options.method == "structured"
@@ -337,18 +353,7 @@ def print_prune(report: Any) -> None:
         layers.add_row(f"… {len(changed) - 12} more", "", "")
     _out.print(layers)
     if report.history:
-        epochs = Table(title=f"recovery on {report.holdout_images} held-out images (best epoch kept)")
-        for column in ("epoch", "loss", "agreement with original", "accuracy"):
-            epochs.add_column(column)
-        epochs.add_row("pruned", "", _pct(report.agreement_pruned), _pct(report.accuracy_pruned))
-        for record in report.history:
-            epochs.add_row(str(record.epoch), f"{record.loss:.4f}", _pct(record.agreement), _pct(record.accuracy))
-        epochs.add_row("written", "", _pct(report.agreement_recovered), _pct(report.accuracy_recovered))
-        if report.accuracy_original is not None:
-            epochs.add_row("original", "", "", _pct(report.accuracy_original))
-        _out.print(epochs)
-        for warning in report.warnings:
-            _err.print(_styled("warning:", "yellow", warning))
+        _print_recovery(report)
     elif structured:
         _err.print(
             _styled(

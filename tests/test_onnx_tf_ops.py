@@ -92,6 +92,14 @@ CASES = {
         [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
         {},
     ),
+    "maxpool_ceil_mode": (  # 9x11 -> 5x6 with ceil_mode, 4x5 without: the end windows are partial
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+        {},
+    ),
+    "avgpool_ceil_mode_same_size": (  # SqueezeNet's case: ceil_mode that changes no output size
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)],
+        {},
+    ),
     "avgpool_count_pad": (
         [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)],
         {},
@@ -154,3 +162,11 @@ def test_dynamic_spatial_dims_need_an_input_shape(tmp_path: Path) -> None:
         onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", None)
     onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", [1, 3, 16, 16])
     assert (tmp_path / "m.tflite").stat().st_size > 0
+
+
+def test_average_pool_whose_ceil_mode_changes_the_size_is_refused_by_name(tmp_path: Path) -> None:
+    """A partial end window of an average would divide by a count TFLite cannot express: refused (exit 6)."""
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1, name="ap")
+    onnx.save(_model([node], {}), str(tmp_path / "m.onnx"))
+    with pytest.raises(UnsupportedRoute, match="AveragePool ap uses ceil_mode=1 where it changes the output size"):
+        onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", None)

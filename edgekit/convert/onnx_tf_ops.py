@@ -264,13 +264,13 @@ def reduce(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any
 
 @op("MaxPool", "AveragePool")
 def pool(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
-    """2-D max/average pooling in NHWC."""
-    if attrs.get("ceil_mode", 0):
-        raise UnsupportedRoute(f"ONNX {node.op_type} {node.name} uses ceil_mode=1", fix="export with ceil_mode=False")
+    """2-D max/average pooling in NHWC (ceil_mode as the extra end padding it amounts to)."""
     kernel = list(attrs["kernel_shape"])
     strides = list(attrs.get("strides", [1, 1]))
     is_max = node.op_type == "MaxPool"
     x = nhwc(tf, inputs[0])
+    if attrs.get("ceil_mode", 0):
+        attrs = _ceil_mode_as_padding(node, attrs, [int(x.shape[1]), int(x.shape[2])], kernel, strides, is_max)
     count_pad = bool(attrs.get("count_include_pad", 0))
     pad_value = -np.inf if is_max else 0.0
     if not is_max and any(attrs.get("pads", [0])) and not count_pad:
@@ -285,6 +285,30 @@ def pool(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
         x, padding = _spatial_padding(tf, x, node, attrs, kernel, strides, [1, 1], pad_value, allow_same=is_max)
     fn = tf.nn.max_pool2d if is_max else tf.nn.avg_pool2d
     return [Value(fn(x, kernel, strides, padding), nhwc=True)]
+
+
+def _ceil_mode_as_padding(
+    node: Any, attrs: dict[str, Any], in_hw: list[int], kernel: list[int], strides: list[int], is_max: bool
+) -> dict[str, Any]:
+    """ceil_mode=1 as floor-mode attributes: unchanged where ceil gives the same output size (SqueezeNet
+    at 224), else (MaxPool only) extra padding at the end, which a max never picks. A window that would
+    start in the end padding is dropped, as in ONNX and PyTorch."""
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    extra = []
+    for axis, (size, k, s) in enumerate(zip(in_hw, kernel, strides)):
+        padded = size + pads[axis] + pads[axis + 2]
+        ceil_out = -(-(padded - k) // s) + 1
+        if (ceil_out - 1) * s >= size + pads[axis]:
+            ceil_out -= 1
+        extra.append(max(0, (ceil_out - 1) * s + k - padded))
+    if not any(extra):
+        return {**attrs, "ceil_mode": 0}
+    if not is_max:
+        raise UnsupportedRoute(
+            f"ONNX AveragePool {node.name} uses ceil_mode=1 where it changes the output size",
+            fix="export with ceil_mode=False",
+        )
+    return {**attrs, "ceil_mode": 0, "pads": [pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1]]}
 
 
 def _spatial_is_one(value: Value) -> bool:

@@ -100,6 +100,24 @@ CASES = {
         [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)],
         {},
     ),
+    "split_channels_then_concat": (  # ShuffleNetV2's channel split (opset 13: sizes as an input)
+        [
+            helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1),
+            helper.make_node("Relu", ["b"], ["r"]),
+            helper.make_node("Concat", ["r", "a"], ["y"], axis=1),
+        ],
+        {"sizes": np.array([1, 3], np.int64)},
+    ),
+    "sqrt_of_mean_square": (  # a hand-written LayerNorm's variance and root
+        [
+            helper.make_node("Mul", ["x", "x"], ["sq"]),
+            helper.make_node("ReduceMean", ["sq"], ["ms"], axes=[1], keepdims=1),
+            helper.make_node("Add", ["ms", "eps"], ["v"]),
+            helper.make_node("Sqrt", ["v"], ["root"]),
+            helper.make_node("Div", ["x", "root"], ["y"]),
+        ],
+        {"eps": np.array([1e-5], np.float32)},
+    ),
     "avgpool_count_pad": (
         [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)],
         {},

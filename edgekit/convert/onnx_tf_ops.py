@@ -178,6 +178,33 @@ OPS["Elu"] = _unary(lambda tf, x, a: tf.nn.elu(x))
 OPS["HardSigmoid"] = _unary(lambda tf, x, a: tf.clip_by_value(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0))
 OPS["HardSwish"] = _unary(lambda tf, x, a: x * tf.nn.relu6(x + 3.0) / 6.0)
 OPS["Identity"] = OPS["Dropout"] = _unary(lambda tf, x, a: x)
+OPS["Sqrt"] = _unary(lambda tf, x, a: tf.sqrt(x))
+OPS["Exp"] = _unary(lambda tf, x, a: tf.exp(x))
+OPS["Neg"] = _unary(lambda tf, x, a: tf.negative(x))
+OPS["Abs"] = _unary(lambda tf, x, a: tf.abs(x))
+OPS["Reciprocal"] = _unary(lambda tf, x, a: tf.math.reciprocal(x))
+
+
+@op("Split")
+def split(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+    """Split along one axis (sizes from the input, the attribute, or equal parts); an NHWC-held tensor
+    splits on the mapped axis and its parts stay NHWC (ShuffleNet's channel split)."""
+    x = inputs[0]
+    axis = int(attrs.get("axis", 0)) % x.rank
+    if len(inputs) > 1 and inputs[1] is not None:
+        sizes = [int(v) for v in const(node, inputs[1], "split")]
+    elif "split" in attrs:
+        sizes = [int(v) for v in attrs["split"]]
+    else:
+        parts = len(node.output)
+        length = int(x.data.shape[NCHW_AXIS_IN_NHWC[axis]] if x.nhwc else x.data.shape[axis])
+        sizes = [-(-length // parts)] * (parts - 1)
+        sizes.append(length - sum(sizes))
+    if x.nhwc and x.rank == 4:
+        return [Value(part, nhwc=True) for part in tf.split(x.data, sizes, axis=NCHW_AXIS_IN_NHWC[axis])]
+    if x.const:
+        return [Value(part) for part in np.split(x.data, np.cumsum(sizes)[:-1], axis=axis)]
+    return [Value(part) for part in tf.split(x.data, sizes, axis=axis)]
 
 
 @op("Clip")

@@ -118,6 +118,20 @@ CASES = {
         ],
         {"eps": np.array([1e-5], np.float32)},
     ),
+    "gelu_exact": (  # torch's nn.GELU(): x * 0.5 * (1 + erf(x / sqrt 2))
+        [
+            helper.make_node("Div", ["x", "root2"], ["d"]),
+            helper.make_node("Erf", ["d"], ["e"]),
+            helper.make_node("Add", ["e", "one"], ["p"]),
+            helper.make_node("Mul", ["x", "p"], ["m"]),
+            helper.make_node("Mul", ["m", "half"], ["y"]),
+        ],
+        {
+            "root2": np.array([2**0.5], np.float32),
+            "one": np.array([1.0], np.float32),
+            "half": np.array([0.5], np.float32),
+        },
+    ),
     "avgpool_count_pad": (
         [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)],
         {},
@@ -165,9 +179,9 @@ def test_operator_matches_onnxruntime(case: str, tmp_path: Path) -> None:
 
 
 def test_unknown_operator_is_named(tmp_path: Path) -> None:
-    model = _model([helper.make_node("Erf", ["x"], ["y"], name="my_erf")], {})
+    model = _model([helper.make_node("Hardmax", ["x"], ["y"], name="my_hardmax")], {})
     onnx.save(model, str(tmp_path / "m.onnx"))
-    with pytest.raises(UnsupportedRoute, match=r"ONNX operator Erf \(node 'my_erf'\)"):
+    with pytest.raises(UnsupportedRoute, match=r"ONNX operator Hardmax \(node 'my_hardmax'\)"):
         onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", None)
 
 
@@ -188,3 +202,10 @@ def test_average_pool_whose_ceil_mode_changes_the_size_is_refused_by_name(tmp_pa
     onnx.save(_model([node], {}), str(tmp_path / "m.onnx"))
     with pytest.raises(UnsupportedRoute, match="AveragePool ap uses ceil_mode=1 where it changes the output size"):
         onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", None)
+
+
+def test_layer_norm_over_tokens_matches_onnxruntime(tmp_path: Path) -> None:
+    """ViT's LayerNormalization over the channels of [batch, tokens, channels] (opset 17)."""
+    node = helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-6)
+    model = _model([node], {"g": _w(11), "b": _w(11)}, in_shape=[1, 6, 11])
+    assert _compare(model, tmp_path) < 1e-4

@@ -185,6 +185,39 @@ OPS["Abs"] = _unary(lambda tf, x, a: tf.abs(x))
 OPS["Reciprocal"] = _unary(lambda tf, x, a: tf.math.reciprocal(x))
 
 
+# Abramowitz and Stegun 7.1.26: erf to 1.5e-7 from TFLite builtins (ABS, EXP, MUL, ADD, DIV, SELECT);
+# TFLite has no ERF, and torch's exact GELU exports as x * 0.5 * (1 + erf(x / sqrt 2)).
+_ERF_P = 0.3275911
+_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def _erf(tf: Any, x: Any, attrs: dict[str, Any]) -> Any:
+    magnitude = tf.abs(x)
+    t = 1.0 / (1.0 + _ERF_P * magnitude)
+    poly = t * (_ERF_A[0] + t * (_ERF_A[1] + t * (_ERF_A[2] + t * (_ERF_A[3] + t * _ERF_A[4]))))
+    value = 1.0 - poly * tf.exp(-magnitude * magnitude)
+    return tf.where(x < 0, -value, value)
+
+
+OPS["Erf"] = _unary(_erf)
+
+
+@op("LayerNormalization")
+def layer_norm(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+    """Normalise over the axes from `axis` to the last (ONNX layout), then scale and shift."""
+    x = inputs[0]
+    data = nchw(tf, x)
+    axes = list(range(int(attrs.get("axis", -1)) % x.rank, x.rank))
+    mean = tf.reduce_mean(data, axis=axes, keepdims=True)
+    centred = data - mean
+    variance = tf.reduce_mean(centred * centred, axis=axes, keepdims=True)
+    y = centred / tf.sqrt(variance + float(attrs.get("epsilon", 1e-5)))
+    y = y * const(node, inputs[1], "scale").astype(np.float32)
+    if len(inputs) > 2 and inputs[2] is not None:
+        y = y + const(node, inputs[2], "bias").astype(np.float32)
+    return [Value(y)]
+
+
 @op("Split")
 def split(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
     """Split along one axis (sizes from the input, the attribute, or equal parts); an NHWC-held tensor

@@ -52,12 +52,59 @@ def _convnext_block():  # ConvNeXt: depthwise 7x7, channels-last LayerNorm, poin
     return Block()
 
 
-@pytest.mark.parametrize("family", ["mixer", "convnext_block"])
+def _shufflenet_unit():  # ShuffleNetV2: channel split, a branch, concat, channel shuffle (5-D view)
+    import torch
+    import torch.nn as nn
+
+    class Unit(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, 2, 1)
+            self.branch = nn.Sequential(
+                nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, 1, 1, groups=8),
+                nn.Conv2d(8, 8, 1), nn.ReLU(),
+            )  # fmt: skip
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            x = self.stem(x)
+            kept, changed = x.chunk(2, dim=1)
+            x = torch.cat([kept, self.branch(changed)], 1)
+            n, c, h, w = x.shape
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+            return self.head(x.mean((2, 3)))
+
+    return Unit()
+
+
+def _squeezenet_fire():  # SqueezeNet 1.1: MaxPool with ceil_mode=True, a fire module's two expands
+    import torch
+    import torch.nn as nn
+
+    class Fire(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.pool = nn.Conv2d(3, 16, 3, 2), nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.squeeze, self.e1, self.e3 = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1), nn.Conv2d(8, 16, 3, padding=1)
+            self.head = nn.Conv2d(32, 10, 1)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            x = self.pool(torch.relu(self.stem(x)))
+            s = torch.relu(self.squeeze(x))
+            x = torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
+            return self.head(x).mean((2, 3))
+
+    return Fire()
+
+
+@pytest.mark.parametrize("family", ["mixer", "convnext_block", "shufflenet_unit", "squeezenet_fire"])
 def test_family_converts_to_tflite_with_parity(family: str, tmp_path: Path) -> None:
     import torch
 
     torch.manual_seed(0)
-    model = {"mixer": _mixer, "convnext_block": _convnext_block}[family]().eval()
+    makers = {"mixer": _mixer, "convnext_block": _convnext_block, "shufflenet_unit": _shufflenet_unit,
+              "squeezenet_fire": _squeezenet_fire}  # fmt: skip
+    model = makers[family]().eval()
     source = tmp_path / f"{family}.pt2"
     torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(source))
     options = ConvertOptions(Format.TFLITE, tmp_path / f"{family}.tflite", preprocess=PreprocessOverrides(

@@ -99,15 +99,22 @@ def _interpreter(model: bytes):
     return interpreter
 
 
-def _targets(quant, reference, data: bytearray) -> list[_Target]:
-    """The int8 layers with an int32 bias of their own, in execution order, matched by output name."""
+def flatbuffer_graph(data: bytearray) -> tuple[object, object, dict[int, int]]:
+    """The flatbuffer's model and first subgraph (zero-copy views into `data`), and how many tensors
+    use each buffer (a buffer shared by several tensors must not be edited for one of them)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(data, 0)
     graph = model.Subgraphs(0)
-    buffer_users: dict[int, int] = {}
+    users: dict[int, int] = {}
     for i in range(graph.TensorsLength()):
-        buffer_users[graph.Tensors(i).Buffer()] = buffer_users.get(graph.Tensors(i).Buffer(), 0) + 1
+        users[graph.Tensors(i).Buffer()] = users.get(graph.Tensors(i).Buffer(), 0) + 1
+    return model, graph, users
+
+
+def _targets(quant, reference, data: bytearray) -> list[_Target]:
+    """The int8 layers with an int32 bias of their own, in execution order, matched by output name."""
+    model, graph, buffer_users = flatbuffer_graph(data)
     tensors = {t["index"]: t for t in quant.get_tensor_details()}
     float_index = {t["name"]: t["index"] for t in reference.get_tensor_details()}
     targets = []

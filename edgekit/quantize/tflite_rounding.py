@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.quantize.onnx_rounding import MAX_COLUMNS, Autocorrelation, Rounding, gptq_round
-from edgekit.quantize.tflite_bias import _collect, _interpreter
+from edgekit.quantize.tflite_bias import _collect, _interpreter, flatbuffer_graph
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -80,13 +80,7 @@ def _stored(rows: np.ndarray, layer: _Layer) -> np.ndarray:
 
 def _layers(quant, reference, data: bytearray) -> list[_Layer]:
     """The int8 weighted layers with weights of their own, matched to the float model by output name."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(data, 0)
-    graph = model.Subgraphs(0)
-    users: dict[int, int] = {}
-    for i in range(graph.TensorsLength()):
-        users[graph.Tensors(i).Buffer()] = users.get(graph.Tensors(i).Buffer(), 0) + 1
+    model, graph, users = flatbuffer_graph(data)
     options = _options(data)
     tensors = {t["index"]: t for t in quant.get_tensor_details()}
     float_names = {t["index"]: t["name"] for t in reference.get_tensor_details()}

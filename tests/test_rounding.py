@@ -225,7 +225,46 @@ def test_tflite_float_io_keeps_the_final_softmax_in_float(
     assert len(default.settings["float_softmax"]) == 1
     types = op_types(default.output)
     assert types["SOFTMAX"] == "float32" and types["FULLY_CONNECTED"] == types["CONV_2D"] == "int8"
+    assert not any("run in float" in warning for warning in default.warnings)  # nothing else fell back
     for name, flags in (("uint8io", {"io_dtype": "uint8"}), ("int8softmax", {"float_softmax": False})):
         report = _quantize(keras_models["keras"], crops, tmp_path / f"{name}.tflite", target=Format.TFLITE, **flags)
         assert report.settings["float_softmax"] == []
         assert op_types(report.output)["SOFTMAX"] != "float32"
+
+
+def test_float_fallbacks_nobody_asked_for_are_named(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """Allowing float kernels (for the softmax or --keep-float) must not hide other ops that fell back to
+    float: float_ops names every float compute op whose output was not kept on purpose. (One backend
+    throughout: Keras renames layers each time a process loads the model again.)"""
+    from edgekit.artifact import read_artifact
+    from edgekit.convert.api import ConvertOptions, convert_model
+    from edgekit.quantize.backends import TFLiteBackend
+    from edgekit.quantize.tflite_quant import float_ops
+    from edgekit.runtimes.tflite import find_interpreter
+
+    reference = convert_model(keras_models["keras"], ConvertOptions(Format.TFLITE, tmp_path / "f.tflite")).output
+    options = QuantizeOptions(target=Format.TFLITE, calib=crops["calib"], calib_count=16, bias_correction=False)
+    backend = TFLiteBackend(keras_models["keras"], reference, tmp_path, options, read_artifact(reference).preprocessing)
+    interpreter = find_interpreter()[1](model_content=backend._float_flatbuffer())
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    dense = next(
+        names[int(op["outputs"][0])] for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"
+    )
+    softmax = backend.float_softmax()
+    kept = backend.quantize([dense])
+    assert float_ops(kept, [dense, *softmax]) == [] and backend.warnings(kept) == []
+    assert [name.split(" ")[0] for name in float_ops(kept, softmax)] == ["FULLY_CONNECTED"]
+
+
+def test_a_keep_float_name_that_matches_nothing_is_refused(
+    torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """A misspelt --keep-float name used to be ignored silently (the layer stayed int8): now one line
+    with the closest name, exit 3, nothing written."""
+    from edgekit.errors import BadInput
+
+    with pytest.raises(BadInput, match="names no layer of this model") as raised:
+        _quantize(torch_models["pt2"], crops, tmp_path / "q.onnx", keep_float=["node_Conv_9999"])
+    assert "did you mean" in raised.value.fix and not (tmp_path / "q.onnx").exists()

@@ -178,6 +178,7 @@ def quantize_model(
         reference = _float_reference(source, artifact.format, target, work, options)
         backend: Backend = BACKENDS[target](source, reference, work, options, prep, progress)
         backend.calibration_used = used
+        _check_keep_float(options.keep_float, backend)
         val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
         report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress, board)
         first = report.rounds[0]
@@ -187,13 +188,30 @@ def quantize_model(
                 f"under --min-speedup {options.min_speedup:g}: no layer could be kept in float"
             )
         slower = _slower_than_float(report)
-        report.warnings = warnings + ([slower] if slower else [])
+        report.warnings = warnings + ([slower] if slower else []) + backend.warnings(candidate)
         if report.passed:
             with atomic_path(output) as partial:
                 shutil.copyfile(candidate, partial)
                 _write_sidecar(output, partial, target, reference, source, options, report)
             report.output = output
         return report
+
+
+def _check_keep_float(names: list[str], backend: Backend) -> None:
+    """BadInput for a --keep-float name that matches no layer (it would be ignored silently)."""
+    if not names:
+        return
+    known = backend.layer_names()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise BadInput(
+            f"--keep-float {unknown[0]!r} names no layer of this model",
+            fix=f"{hint}use a node name from the quantize report's layer table (run it with --max-drift)",
+        )
 
 
 def _check_calibration_size(options: QuantizeOptions) -> tuple[int, int]:

@@ -49,6 +49,7 @@ class Backend(abc.ABC):
         self.progress = progress
         self.corrections: dict[Path, BiasCorrection] = {}  # per quantized file
         self.roundings: dict[Path, Rounding] = {}  # per quantized file
+        self._rounded: dict[str, np.ndarray] = {}  # GPTQ results, reused by later budget rounds
         self.calibration_used: tuple[int, int] | None = None  # (usable, skipped) images, set by quantize_model
         with open_runner(read_artifact(reference)) as runner:
             self.spec = runner.inputs()[0]
@@ -89,6 +90,14 @@ class Backend(abc.ABC):
         usable, skipped = self.calibration_used
         return {"calibration_count": usable, "calibration_skipped": skipped}
 
+    def warnings(self, candidate: Path) -> list[str]:
+        """What the user should know about `candidate` beyond its drift (none by default)."""
+        return []
+
+    @abc.abstractmethod
+    def layer_names(self) -> set[str]:
+        """The names `--keep-float` may use for this model."""
+
     def rounding_of(self, candidate: Path | None) -> dict[str, Any] | None:
         """The weight rounding applied to `candidate`, as a dict, or None."""
         rounding = self.roundings.get(candidate) if candidate is not None else None
@@ -106,7 +115,6 @@ class OnnxBackend(Backend):
         onnx_quant.preprocess(self.reference, self.preprocessed)
         self.cpu = resolve_preset(self.options.cpu)
         self._plain: Path | None = None
-        self._rounded: dict[str, np.ndarray] = {}  # GPTQ results, reused by later budget rounds
 
     def quantize(self, float_layers: list[str]) -> Path:
         """One quantize_static/quantize_dynamic/fp16 run, then bias correction of static int8."""
@@ -132,6 +140,12 @@ class OnnxBackend(Backend):
         if not float_layers:
             self._plain = target
         return target
+
+    def layer_names(self) -> set[str]:
+        """Node names of the pre-processed graph (what nodes_to_exclude matches)."""
+        import onnx
+
+        return {node.name for node in onnx.load(str(self.preprocessed), load_external_data=False).graph.node}
 
     def layer_drift(self) -> list[LayerDrift]:
         """Weighted layers ranked by the share of the output error that keeping each one in float
@@ -175,8 +189,8 @@ class TFLiteBackend(Backend):
         self.names: dict[str, str] = {}
         self.make_converter = self._converter_factory()
         self._float: bytes | None = None
-        self._rounded: dict[str, np.ndarray] = {}  # GPTQ results, reused by later budget rounds
         self._softmax: list[str] | None = None
+        self.unexpected_float: dict[Path, list[str]] = {}  # ops left in float that no one asked for
 
     def _converter_factory(self) -> Any:
         from edgekit.convert.onnx_names import source_name, tf_scope
@@ -239,7 +253,26 @@ class TFLiteBackend(Backend):
                     self._float_flatbuffer(), data, samples, self.progress
                 )
         target.write_bytes(share_identical_vectors(data))
+        if float_layers or softmax:  # float kernels were allowed: say if any op used them unasked
+            self.unexpected_float[target] = tflite_quant.float_ops(target, float_layers + softmax)
         return target
+
+    def warnings(self, candidate: Path) -> list[str]:
+        """Float fallbacks beyond the layers kept in float on purpose."""
+        extra = self.unexpected_float.get(candidate) or []
+        if not extra:
+            return []
+        return [
+            f"{len(extra)} more ops than asked run in float (no int8 kernel was found for them): "
+            f"{', '.join(extra[:5])}; they cost int8 speed"
+        ]
+
+    def layer_names(self) -> set[str]:
+        """Tensor names of this converter's float model (what the debugger's denylist matches)."""
+        from edgekit.runtimes.tflite import find_interpreter
+
+        interpreter = find_interpreter()[1](model_content=self._float_flatbuffer())
+        return {detail["name"] for detail in interpreter.get_tensor_details()}
 
     def float_softmax(self) -> list[str]:
         """The final softmax, kept in float for float-IO int8 as in ONNX (an int8 softmax rounds small

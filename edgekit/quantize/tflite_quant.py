@@ -109,3 +109,20 @@ def final_softmax(float_model: bytes) -> list[str]:
             return chain
         op = producer.get(int(op["inputs"][0]))
     return []
+
+
+def float_ops(path: Any, kept: list[str]) -> list[str]:
+    """The compute ops of a quantized TFLite file that run on float input although their output is not
+    one of the `kept` tensors (softmax, denylisted layers); QUANTIZE/DEQUANTIZE do not count."""
+    from edgekit.runtimes.tflite import read_graph
+
+    graph = read_graph(path)
+    wanted = set(kept)
+    unexpected = []
+    for op in graph.ops:
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not len(op["inputs"]):
+            continue
+        output = graph.tensors[int(op["outputs"][0])]["name"]
+        if graph.tensors[int(op["inputs"][0])]["dtype"] == np.float32 and output not in wanted:
+            unexpected.append(f"{op['op_name']} ({output.split(';')[0]})")
+    return unexpected

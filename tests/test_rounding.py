@@ -268,3 +268,26 @@ def test_a_keep_float_name_that_matches_nothing_is_refused(
     with pytest.raises(BadInput, match="names no layer of this model") as raised:
         _quantize(torch_models["pt2"], crops, tmp_path / "q.onnx", keep_float=["node_Conv_9999"])
     assert "did you mean" in raised.value.fix and not (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.parametrize("target", [Format.ONNX, Format.TFLITE])
+def test_grouped_convolutions_and_depth_multipliers_keep_nearest_rounding(
+    crops: dict[str, Path], tmp_path: Path, target: Format
+) -> None:
+    """Layers the rounding does not model (a depth multiplier of 2, a grouped 1x1 conv) are left at
+    nearest rounding instead of failing the quantization; the plain layers around them are rounded."""
+    import torch
+    import torch.nn as nn
+
+    from tests.conftest import write_sidecar
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 1, 1, groups=8), nn.ReLU(),
+        nn.Conv2d(16, 16, 1, groups=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
+    ).eval()  # fmt: skip
+    source = tmp_path / "grouped.pt2"
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 32, 32),)), str(source))
+    write_sidecar(source, "pt2", [1, 3, 32, 32], "NCHW", preset="imagenet")
+    report = _quantize(source, crops, tmp_path / f"grouped.{target.value}", target=target)
+    assert report.output.exists() and report.settings["weight_rounding"]["layers"] >= 2

@@ -88,7 +88,8 @@ def round_weights(
         hessians = _hessians(float_model, [layer for layer, _ in todo], inputs)
         for index, ((layer, key), hessian) in enumerate(zip(todo, hessians)):
             progress(f"weight rounding: layer {index + 1} of {len(todo)}")
-            cache[key] = gptq_round(layer.float_weight, layer.scale, hessian)
+            nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -128, 127)
+            cache[key] = nearest if hessian is None else gptq_round(layer.float_weight, layer.scale, hessian)
     moved, total = 0, 0
     for layer, key in zip(layers, keys):
         nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -128, 127)
@@ -125,10 +126,13 @@ def _layers(
             weight = weight.T
         groups = int(attrs.get("group", 1))
         rows = weight.reshape(weight.shape[0], -1)
-        depthwise = groups > 1 and weight.shape[1] == 1
+        depthwise = groups > 1 and weight.shape[1] == 1 and groups == weight.shape[0]  # multiplier 1
         if quantized.dtype != np.int8 or scale.size != rows.shape[0] or (groups > 1 and not depthwise):
-            continue
-        if rows.shape[1] > MAX_COLUMNS or np.any(scale <= 0):
+            continue  # grouped convs and depth multipliers > 1 keep nearest rounding
+        plain_2d = node.op_type == "Gemm" or (
+            len(attrs.get("kernel_shape", [])) == 2 and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+        )
+        if not plain_2d or rows.shape[1] > MAX_COLUMNS or np.any(scale <= 0):
             continue
         transposed = node.op_type == "Gemm" and not attrs.get("transB", 0)
         layers.append(_Layer(twin.input[0], rows, dq.input[0], scale, node.op_type, attrs, groups, transposed))
@@ -157,15 +161,20 @@ class Autocorrelation:
 
 def _hessians(
     float_model: onnx.ModelProto, layers: list[_Layer], inputs: list[dict[str, np.ndarray]]
-) -> list[np.ndarray]:
+) -> list[np.ndarray | None]:
     """Per layer, H from its float inputs on every image (one image in memory at a time)."""
     names = list(dict.fromkeys(layer.input for layer in layers))
-    statistics = [Autocorrelation() for _ in layers]
+    statistics: list[Autocorrelation | None] = [Autocorrelation() for _ in layers]
     for outputs in named_outputs(float_model, names, inputs):
         by_name = dict(zip(names, outputs))
-        for layer, statistic in zip(layers, statistics):
-            statistic.add(_patches(by_name[layer.input].astype(np.float64), layer))
-    return [statistic.mean() for statistic in statistics]
+        for index, (layer, statistic) in enumerate(zip(layers, statistics)):
+            if statistic is None:
+                continue
+            try:
+                statistic.add(_patches(by_name[layer.input].astype(np.float64), layer))
+            except ValueError:  # an input this module does not unfold (not 4-D, odd shapes): nearest rounding
+                statistics[index] = None
+    return [statistic.mean() if statistic is not None else None for statistic in statistics]
 
 
 def _patches(x: np.ndarray, layer: _Layer) -> np.ndarray:
@@ -184,6 +193,9 @@ def _patches(x: np.ndarray, layer: _Layer) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
     windows = windows[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
     n, c, oh, ow, kh, kw = windows.shape
+    rows, columns = layer.float_weight.shape
+    if (layer.groups > 1 and (c != rows or kh * kw != columns)) or (layer.groups == 1 and c * kh * kw != columns):
+        raise ValueError("the input does not match the weight")
     if layer.groups > 1:
         return windows.transpose(1, 0, 2, 3, 4, 5).reshape(c, n * oh * ow, kh * kw)
     return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)

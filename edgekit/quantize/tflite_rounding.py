@@ -60,7 +60,10 @@ def round_tflite_weights(
         progress(f"weight rounding: input statistics of {len(todo)} layers on {len(samples)} images")
         for index, (layer, hessian) in enumerate(zip(todo, _hessians(reference, todo, samples))):
             progress(f"weight rounding: layer {index + 1} of {len(todo)}")
-            cache[layer.key] = np.clip(gptq_round(layer.float_weight, layer.scale, hessian), -127, 127)
+            nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -127, 127)
+            cache[layer.key] = (
+                nearest if hessian is None else np.clip(gptq_round(layer.float_weight, layer.scale, hessian), -127, 127)
+            )
     moved = total = 0
     for layer in layers:
         nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -127, 127)
@@ -146,15 +149,22 @@ def _options(data: bytearray) -> dict[int, object]:
     return {index: op.builtinOptions for index, op in enumerate(graph.operators)}
 
 
-def _hessians(reference, layers: list[_Layer], samples: list[np.ndarray]) -> list[np.ndarray]:
-    """Per layer, H from its float inputs on every sample (one sample's tensors in memory at a time)."""
-    statistics = [Autocorrelation() for _ in layers]
+def _hessians(reference, layers: list[_Layer], samples: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Per layer, H from its float inputs on every sample (one sample's tensors in memory at a time);
+    None for a layer whose input this module does not unfold (it keeps nearest rounding)."""
+    statistics: list[Autocorrelation | None] = [Autocorrelation() for _ in layers]
     inputs = [layer.float_input for layer in layers]
     for sample in samples:
         values = _collect(reference, inputs, [sample], np.float32)[0]
-        for layer, statistic, x in zip(layers, statistics, values):
-            statistic.add(_patches(x.astype(np.float64), layer))
-    return [statistic.mean() for statistic in statistics]
+        for index, (layer, x) in enumerate(zip(layers, values)):
+            statistic = statistics[index]
+            if statistic is None:
+                continue
+            try:
+                statistic.add(_patches(x.astype(np.float64), layer))
+            except ValueError:  # a grouped conv, a 3-D FC input of another width, ...
+                statistics[index] = None
+    return [statistic.mean() if statistic is not None else None for statistic in statistics]
 
 
 def _patches(x: np.ndarray, layer: _Layer) -> np.ndarray:
@@ -174,6 +184,11 @@ def _patches(x: np.ndarray, layer: _Layer) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(1, 2))
     windows = windows[:, ::sh, ::sw, :, ::dh, ::dw]  # n, oh, ow, c, kh, kw
     _, oh, ow, _, _, _ = windows.shape
+    columns = layer.float_weight.shape[1]
+    if (layer.op == "DEPTHWISE_CONV_2D" and (c != layer.float_weight.shape[0] or kh * kw != columns)) or (
+        layer.op == "CONV_2D" and kh * kw * c != columns
+    ):
+        raise ValueError("the input does not match the weight (grouped convolution?)")
     if layer.op == "DEPTHWISE_CONV_2D":
         return windows.transpose(3, 0, 1, 2, 4, 5).reshape(c, n * oh * ow, kh * kw)
     return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * c)

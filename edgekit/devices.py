@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import BadInput
+from edgekit.errors import BadInput, did_you_mean
 
 
 @dataclasses.dataclass
@@ -79,24 +79,11 @@ def load_profile(name_or_path: str) -> DeviceProfile:
         return DeviceProfile.from_yaml(path.read_text(), str(path))
     profiles = builtin_profiles()
     if name_or_path not in profiles:
-        close = _closest(name_or_path, list(profiles))
-        hint = f"did you mean {close}? " if close else ""
+        hint = did_you_mean(name_or_path, list(profiles))
         raise BadInput(
             f"unknown device {name_or_path!r}", fix=f"{hint}use one of {', '.join(profiles)} or a .yaml file"
         )
     return profiles[name_or_path]
-
-
-def _closest(name: str, names: list[str]) -> str | None:
-    """What a mistyped or shortened name most likely meant: 'cuda' -> 'cuda-gpu', 'rpi' -> 'rpi4 or
-    rpi5', 'rpi4x' -> 'rpi4'; None when nothing is close."""
-    import difflib
-
-    containing = [n for n in names if name.lower() in n]
-    if containing:
-        return " or ".join(containing)
-    found = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.7)
-    return found[0] if found else None
 
 
 def host_facts() -> dict[str, Any]:

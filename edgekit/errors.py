@@ -30,6 +30,18 @@ def first_line(exc: BaseException, limit: int = 300, from_end: bool = False) -> 
     return lines[0][-limit:] if from_end else lines[0][:limit]
 
 
+def did_you_mean(name: str, names: list[str]) -> str:
+    """'did you mean X? ' for a mistyped or shortened name ('cuda' -> 'cuda-gpu', 'rpi' -> 'rpi4 or
+    rpi5', 'rpi4x' -> 'rpi4'), or '' when nothing is close: the start of a fix message."""
+    import difflib
+
+    containing = [n for n in names if name.lower() in n.lower()]
+    if 1 <= len(containing) <= 3:
+        return f"did you mean {' or '.join(containing)}? "
+    found = difflib.get_close_matches(name, names, n=1, cutoff=0.7)
+    return f"did you mean {found[0]}? " if found else ""
+
+
 class DriftExceeded(EdgekitError):
     """A converted or quantized model differs from its source beyond the allowed budget."""
 

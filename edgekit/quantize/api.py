@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit.artifact import ModelArtifact, Preprocessing, lineage_entry, read_artifact
 from edgekit.convert.api import ConvertOptions, convert_model, embed_onnx_metadata, read_labels
 from edgekit.data import DataSource
-from edgekit.errors import BadInput, UnsupportedRoute
+from edgekit.errors import BadInput, UnsupportedRoute, did_you_mean
 from edgekit.formats import SUFFIX, Family, Format
 from edgekit.fsutil import atomic_path, refuse_to_replace
 from edgekit.loaders import LoadOptions
@@ -204,13 +204,10 @@ def _check_keep_float(names: list[str], backend: Backend) -> None:
     known = backend.layer_names()
     unknown = [name for name in names if name not in known]
     if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
         raise BadInput(
             f"--keep-float {unknown[0]!r} names no layer of this model",
-            fix=f"{hint}use a node name from the quantize report's layer table (run it with --max-drift)",
+            fix=f"{did_you_mean(unknown[0], sorted(known))}use a node name from the quantize report's layer table "
+            "(run it with --max-drift)",
         )
 
 

@@ -12,13 +12,16 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import BadInput
 from edgekit.formats import Format
 from edgekit.loaders import LoadOptions
 from edgekit.preprocess import PreprocessOverrides
 from edgekit.recipes.plan import Deployed
+
+if TYPE_CHECKING:
+    from edgekit.devices import DeviceProfile
 
 BUNDLED = "bundled"  # data.calibration / data.validation: seeded crops of the bundled real photos
 FETCHED = {  # model.path "fetch:NAME" -> the format the fetch helper writes
@@ -115,6 +118,7 @@ class _Checker:
     def __init__(self, path: Path, lines: dict[tuple, int]) -> None:
         self.path, self.lines, self.problems = path, lines, []
         self.deployed: Deployed | None = None  # the last model-producing step, for the device plan
+        self.profile: DeviceProfile | None = None  # the recipe's device, once loaded
 
     def problem(self, where: tuple, message: str) -> None:
         """Record a problem at the line of `where` (or its nearest parent)."""
@@ -169,15 +173,11 @@ class _Checker:
 
     def _plan(self, recipe: Recipe) -> None:
         """The final model against the device profile (runtime, precision, IO types)."""
-        from edgekit.devices import load_profile
         from edgekit.recipes.plan import plan_problems
 
-        try:
-            profile = load_profile(recipe.device if not recipe.device.endswith((".yaml", ".yml"))
-                                   else str(self.path.parent / recipe.device))  # fmt: skip
-        except BadInput:
-            return  # already reported by _device
-        for message in plan_problems(profile, self.deployed):
+        if self.profile is None:
+            return  # _device reported why
+        for message in plan_problems(self.profile, self.deployed):
             self.problem(("steps", self.deployed.index) if self.deployed else ("steps",), message)
 
     def _typed(self, section: dict[str, Any], types: dict[str, str], name: str) -> None:
@@ -232,10 +232,13 @@ class _Checker:
         return self._path(raw, ("data", key)) or raw
 
     def _device(self, device: str) -> None:
+        """Load the device profile (kept for the plan check), or report why it cannot be."""
         from edgekit.devices import load_profile
 
         try:
-            load_profile(device if not device.endswith((".yaml", ".yml")) else str(self.path.parent / device))
+            self.profile = load_profile(
+                device if not device.endswith((".yaml", ".yml")) else str(self.path.parent / device)
+            )
         except BadInput as exc:
             self.problem(("device",), exc.message)
 

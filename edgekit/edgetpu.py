@@ -248,8 +248,12 @@ def parse_compiler_log(text: str) -> dict[str, Any]:
     return parsed
 
 
-def check_and_compile(path: Path, out_dir: Path | None = None) -> EdgeTpuCheck:
-    """The check, then the compiler when installed (a note says how to install it otherwise)."""
+def check_and_compile(path: Path, out_dir: Path | None = None, force: bool = False) -> EdgeTpuCheck:
+    """The check, then the compiler when installed (a note says how to install it otherwise). An
+    existing MODEL_edgetpu.tflite in `out_dir` is refused unless `force`, before anything runs."""
+    from edgekit.fsutil import refuse_to_replace
+
+    refuse_to_replace((out_dir or path.parent) / f"{path.stem}_edgetpu.tflite", force)
     report = check_model(path)
     report.compiler = compile_model(path, out_dir or path.parent)
     if report.compiler is None:

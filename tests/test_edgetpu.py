@@ -124,3 +124,16 @@ def test_compile_cli_without_the_compiler(quantized: dict[str, Path], tmp_path: 
     onnx_file.write_bytes(b"\x08\x07")
     result = CliRunner().invoke(cli, ["compile", str(onnx_file)])
     assert result.exit_code == 6 and "is not a TFLite model" in result.stderr
+
+
+def test_compile_never_replaces_an_existing_edgetpu_model(quantized: dict[str, Path], tmp_path: Path) -> None:
+    """edgetpu_compiler writes MODEL_edgetpu.tflite: an existing one is refused before anything runs
+    (exit 3) unless --force, whether or not the compiler is installed."""
+    model = quantized["uint8"]
+    existing = tmp_path / f"{model.stem}_edgetpu.tflite"
+    existing.write_bytes(b"the user's compiled model")
+    result = CliRunner().invoke(cli, ["compile", str(model), "--out-dir", str(tmp_path)])
+    assert result.exit_code == 3 and "already exists" in result.stderr and "--force" in result.stderr
+    assert existing.read_bytes() == b"the user's compiled model"
+    result = CliRunner().invoke(cli, ["compile", str(model), "--out-dir", str(tmp_path), "--force"])
+    assert result.exit_code == 0, result.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli.options import json_option, model_argument
+from edgekit.cli.options import force_option, json_option, model_argument
 
 
 @click.command("compile")
@@ -15,8 +15,9 @@ from edgekit.cli.options import json_option, model_argument
 @click.option(
     "-o", "--out-dir", type=click.Path(path_type=Path), help="Where the compiled model goes (default: beside MODEL)."
 )
+@force_option
 @json_option
-def compile_command(model: Path, target: str, out_dir: Path | None, as_json: bool) -> None:
+def compile_command(model: Path, target: str, out_dir: Path | None, as_json: bool, force: bool) -> None:
     """Check a full-int8 TFLite model against the Edge TPU's rules (which op would fall back to the
     CPU, and why), then run edgetpu_compiler when it is installed and summarise its log."""
     import dataclasses
@@ -28,7 +29,7 @@ def compile_command(model: Path, target: str, out_dir: Path | None, as_json: boo
 
     if out_dir is not None:
         check_output_dir(out_dir / "x")
-    report = run_single_step("compile", CompileConfig(), model, output=out_dir).report
+    report = run_single_step("compile", CompileConfig(), model, output=out_dir, force=force).report
     if as_json:
         data = dataclasses.asdict(report)
         data.update(tpu_ops=report.tpu_ops, fully_mapped=report.fully_mapped)

@@ -40,7 +40,7 @@ class CompileStep(Step):
         if config.require_compiler and shutil.which("edgetpu_compiler") is None:
             raise DeviceUnavailable("compile: edgetpu_compiler is not installed", fix=INSTALL_COMPILER)
         out_dir = context.output if context.single and context.output else context.folder  # a command's --out-dir
-        report = check_and_compile(context.current, out_dir)
+        report = check_and_compile(context.current, out_dir, force=context.may_replace)
         if config.require_full_mapping and not report.fully_mapped:
             first = report.first_fallback
             raise DriftExceeded(

@@ -185,3 +185,15 @@ def keras_digits(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
     train_keras(x, y).save(path)
     _digits_sidecar(path, Format.KERAS, [None, SIZE, SIZE, 3], "NHWC")
     return path
+
+
+def tflite_constants(path: Path) -> tuple[dict[int, np.ndarray], list[str]]:
+    """A TFLite file's stored constants (named tensors no op produces and no one feeds; unnamed ones
+    are kernel scratch space) by tensor index, and its op names in order: what a rewrite may change."""
+    from edgekit.runtimes.tflite import read_graph
+
+    graph = read_graph(path)
+    produced = {int(i) for op in graph.ops for i in op["outputs"]}
+    produced |= {int(d["index"]) for d in graph.interpreter.get_input_details()}
+    stored = {i: graph.interpreter.get_tensor(i) for i, t in graph.tensors.items() if t["name"] and i not in produced}
+    return stored, [op["op_name"] for op in graph.ops]

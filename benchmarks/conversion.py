@@ -40,7 +40,7 @@ def parity_table(folder: Path) -> Table:
     for index, (name, path, load) in enumerate(sources):
         for target in (Format.ONNX, Format.TFLITE):
             report = convert_model(
-                path, ConvertOptions(target=target, output=folder / f"{index}.{target.value}", load=load)
+                path, ConvertOptions(to=target, output=folder / f"{index}.{target.value}", load=load)
             )
             out = report.parity.outputs[0]
             route = report.notes.get("exporter") or report.notes.get("converter", "")

@@ -77,11 +77,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgekit-int8-ops-") as tmp:
         work = Path(tmp)
         source = fetch_efficientnet_lite0()["pt2"]
-        fp32 = convert_model(source, ConvertOptions(target=Format.ONNX, output=work / "fp32.onnx")).output
+        fp32 = convert_model(source, ConvertOptions(to=Format.ONNX, output=work / "fp32.onnx")).output
         calib = work / "calib"
         write_crops(calib, 100, seed=1)
         int8 = quantize_model(
-            source, QuantizeOptions(target=Format.ONNX, calib=calib, calib_count=100, output=work / "int8.onnx")
+            source, QuantizeOptions(format=Format.ONNX, calib=calib, calib_count=100, output=work / "int8.onnx")
         ).output
         kinds = {model: conv_kinds(model, work) for model in (fp32, int8)}
         for threads in (1, 2):

@@ -42,7 +42,7 @@ def log(message: str) -> None:
 def onnx_of(model: Path, folder: Path) -> Path:
     """The model converted to ONNX (parity-checked by convert)."""
     target = folder / f"{model.name.replace('.', '_')}.onnx"
-    convert_model(model, ConvertOptions(target=Format.ONNX, output=target))
+    convert_model(model, ConvertOptions(to=Format.ONNX, output=target))
     return target
 
 

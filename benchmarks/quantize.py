@@ -183,7 +183,7 @@ def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, cons
     result = []
     for index, (name, flags) in enumerate(runs.items()):
         options = QuantizeOptions(
-            target=fmt, calib=crops.calib, calib_count=100, val=crops.tune, val_count=100,
+            format=fmt, calib=crops.calib, calib_count=100, val=crops.tune, val_count=100,
             output=work / f"edgekit{index}{suffix}", **flags,
         )  # fmt: skip
         started = time.perf_counter()
@@ -220,7 +220,7 @@ def peer_candidates(
 def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> None:
     """Every candidate's size, p50 (in turns), agreement with fp32 on the held-out crops, KL and build time."""
     float_path = work / f"float.{fmt.value}"
-    convert_model(source, ConvertOptions(target=fmt, output=float_path))
+    convert_model(source, ConvertOptions(to=fmt, output=float_path))
     accuracy_control = title.startswith("EfficientNet") and fmt is Format.ONNX  # 6 minutes: one model
     candidates = peer_candidates(source, float_path, fmt, work, crops, accuracy_control)
     candidates += edgekit_candidates(source, fmt, work, crops, console)

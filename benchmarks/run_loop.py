@@ -134,7 +134,7 @@ def main() -> None:
             "EfficientNet-Lite0 int8 ONNX": quantize_model(
                 fetch_efficientnet_lite0()["pt2"],
                 QuantizeOptions(
-                    target=Format.ONNX, calib=calib, calib_count=100, output=work / "effnet.int8.onnx", val_count=20
+                    format=Format.ONNX, calib=calib, calib_count=100, output=work / "effnet.int8.onnx", val_count=20
                 ),
             ).output,
         }

@@ -453,6 +453,12 @@ class BoardChoice:
     ssh_options: list[str] = dataclasses.field(default_factory=list)
     opencv: str = "pip"  # the emulated board's venv (VENVS): pip's OpenCV, or the system's as on Pi OS
 
+    def fields(self) -> dict[str, object]:
+        """The choice as a step config's BoardFields values."""
+        return {"device": self.device, "emulate": self.emulate, "remote": self.remote,
+                "remote_python": self.remote_python, "ssh_options": list(self.ssh_options),
+                "board_opencv": self.opencv}  # fmt: skip
+
     def open(self, progress: Progress) -> Board | None:
         """The board, prepared if it is an emulated one; None for this host."""
         if self.remote is None and not self.emulate and self.device is None:

@@ -104,9 +104,7 @@ def tiny_tflite(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPath
     from edgekit.convert.api import ConvertOptions, convert_model
 
     output = tmp_path_factory.mktemp("tiny-tflite") / "tiny.tflite"
-    return convert_model(
-        torch_models["pt2"], ConvertOptions(target=Format.TFLITE, output=output, check_images=2)
-    ).output
+    return convert_model(torch_models["pt2"], ConvertOptions(to=Format.TFLITE, output=output, check_images=2)).output
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,8 @@ def good_models(torch_models: dict[str, Path], keras_models: dict[str, Path], tm
     from edgekit.formats import Format
 
     folder = tmp_path_factory.mktemp("good")
-    onnx = convert_model(torch_models["pt2"], ConvertOptions(Format.ONNX, folder / "tiny.onnx", check_images=2))
-    tflite = convert_model(onnx.output, ConvertOptions(Format.TFLITE, folder / "tiny.tflite", check_images=2))
+    onnx = convert_model(torch_models["pt2"], ConvertOptions(Format.ONNX, output=folder / "tiny.onnx", check_images=2))
+    tflite = convert_model(onnx.output, ConvertOptions(Format.TFLITE, output=folder / "tiny.tflite", check_images=2))
     return {
         "onnx": onnx.output,
         "tflite": tflite.output,

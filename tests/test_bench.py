@@ -23,7 +23,7 @@ def tiny(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("bench")
     out = {}
     for target in (Format.ONNX, Format.TFLITE):
-        options = ConvertOptions(target=target, output=folder / f"tiny.{target.value}", check_images=2)
+        options = ConvertOptions(to=target, output=folder / f"tiny.{target.value}", check_images=2)
         out[target.value] = convert_model(torch_models["pt2"], options).output
     return out
 

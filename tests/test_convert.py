@@ -31,7 +31,7 @@ def test_torch_sources_convert_with_parity(
 ) -> None:
     output = tmp_path / f"tiny_{source}.{target.value}"
     options = ConvertOptions(
-        target=target,
+        to=target,
         output=output,
         load=TORCH_SOURCES[source],
         check_images=6,
@@ -56,7 +56,7 @@ def test_keras_sources_convert_with_parity(
 ) -> None:
     output = tmp_path / f"tiny_{source}.{target.value}"
     options = ConvertOptions(
-        target=target, output=output, check_images=6, preprocess=PreprocessOverrides(preset="mobilenet")
+        to=target, output=output, check_images=6, preprocess=PreprocessOverrides(preset="mobilenet")
     )
     report = convert_model(keras_models[source], options)
     assert report.parity.passed and report.parity.outputs[0].max_abs_diff < 1e-5
@@ -65,18 +65,18 @@ def test_keras_sources_convert_with_parity(
 
 def test_onnx_to_tflite_and_metadata(torch_models: dict[str, Path], tmp_path: Path) -> None:
     onnx_path = tmp_path / "tiny.onnx"
-    convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=onnx_path, check_images=4))
+    convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=onnx_path, check_images=4))
     sidecar_path(onnx_path).unlink()  # the ONNX metadata alone must carry the artifact
     artifact = read_artifact(onnx_path)
     assert artifact.preprocessing is not None and artifact.preprocessing.preset == "imagenet"
-    report = convert_model(onnx_path, ConvertOptions(target=Format.TFLITE, check_images=4))
+    report = convert_model(onnx_path, ConvertOptions(to=Format.TFLITE, check_images=4))
     assert report.parity.passed and report.output == tmp_path / "tiny.tflite"
 
 
 def test_user_photo_folder_feeds_the_check(torch_models: dict[str, Path], tmp_path: Path, photos_dir: Path) -> None:
     report = convert_model(
         torch_models["pt2"],
-        ConvertOptions(target=Format.ONNX, output=tmp_path / "m.onnx", data=photos_dir, check_images=3),
+        ConvertOptions(to=Format.ONNX, output=tmp_path / "m.onnx", data=photos_dir, check_images=3),
     )
     assert report.parity.images == 3
 
@@ -110,7 +110,7 @@ def test_drift_is_caught_and_nothing_is_written(
     monkeypatch.setitem(routes.ROUTES, (Family.TORCH, Format.ONNX), "tests.test_convert:_shuffled_export")
     output = tmp_path / "bad.onnx"
     with pytest.raises(DriftExceeded, match=r"max \|Δ\|"):
-        convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=4))
+        convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=output, check_images=4))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -118,28 +118,28 @@ def test_tolerance_zero_rejects_even_a_good_conversion(torch_models: dict[str, P
     with pytest.raises(DriftExceeded):
         convert_model(
             torch_models["pt2"],
-            ConvertOptions(target=Format.TFLITE, output=tmp_path / "m.tflite", tolerance=0.0, check_images=4),
+            ConvertOptions(to=Format.TFLITE, output=tmp_path / "m.tflite", tolerance=0.0, check_images=4),
         )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_converting_to_the_same_format_is_refused(torch_models: dict[str, Path]) -> None:
     with pytest.raises(UnsupportedRoute, match="already onnx"):
-        convert_model(_onnx_copy(torch_models), ConvertOptions(target=Format.ONNX))
+        convert_model(_onnx_copy(torch_models), ConvertOptions(to=Format.ONNX))
 
 
 def _onnx_copy(torch_models: dict[str, Path]) -> Path:
     target = torch_models["pt2"].parent / "copy_for_route.onnx"
     if not target.exists():
-        convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=target, check_images=2))
+        convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=target, check_images=2))
     return target
 
 
 def test_tflite_to_onnx_has_no_route(torch_models: dict[str, Path], tmp_path: Path) -> None:
     tfl = tmp_path / "m.tflite"
-    convert_model(torch_models["pt2"], ConvertOptions(target=Format.TFLITE, output=tfl, check_images=2))
+    convert_model(torch_models["pt2"], ConvertOptions(to=Format.TFLITE, output=tfl, check_images=2))
     with pytest.raises(UnsupportedRoute, match="loses quantization"):
-        convert_model(tfl, ConvertOptions(target=Format.ONNX))
+        convert_model(tfl, ConvertOptions(to=Format.ONNX))
 
 
 def test_labels_must_match_the_classes(torch_models: dict[str, Path], tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ def test_labels_must_match_the_classes(torch_models: dict[str, Path], tmp_path: 
     labels.write_text("cat\ndog\n")
     with pytest.raises(BadInput, match="2 names but the model outputs 10"):
         convert_model(
-            torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=tmp_path / "m.onnx", labels_file=labels)
+            torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=tmp_path / "m.onnx", labels_file=labels)
         )
     assert not (tmp_path / "m.onnx").exists()
 
@@ -156,7 +156,7 @@ def test_sidecar_records_lineage_with_hash(torch_models: dict[str, Path], tmp_pa
     import hashlib
 
     output = tmp_path / "m.onnx"
-    convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=2))
+    convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=output, check_images=2))
     entry = json.loads(sidecar_path(output).read_text())["lineage"][-1]
     assert entry["source_sha256"] == hashlib.sha256(torch_models["pt2"].read_bytes()).hexdigest()
     assert entry["options"]["exporter"] == "torch.export (dynamo)"

@@ -29,7 +29,7 @@ def test_int8_keeps_digit_accuracy(
     report = quantize_model(
         source,
         QuantizeOptions(
-            target=target,
+            format=target,
             calib=digits["train"],
             calib_count=200,
             val=digits["test"],

@@ -91,7 +91,7 @@ def quantized(keras_models: dict[str, Path], tmp_path_factory: pytest.TempPathFa
         options = QuantizeOptions(calib=calib, val=calib, output=folder / f"k_{io_dtype}.tflite", io_dtype=io_dtype)
         out[io_dtype] = quantize_model(keras_models["keras"], options).output
     out["fp32"] = convert_model(
-        keras_models["keras"], ConvertOptions(Format.TFLITE, folder / "k_fp32.tflite", check_images=2)
+        keras_models["keras"], ConvertOptions(Format.TFLITE, output=folder / "k_fp32.tflite", check_images=2)
     ).output
     return out
 

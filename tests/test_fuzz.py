@@ -110,8 +110,14 @@ def test_mutated_runtime_models_fail_cleanly(tmp_path: Path, torch_models: dict[
     from edgekit.convert.api import ConvertOptions, convert_model
     from edgekit.formats import Format
 
-    onnx = convert_model(torch_models["pt2"], ConvertOptions(Format.ONNX, tmp_path / "t.onnx", check_images=2)).output
-    model = onnx if fmt == "onnx" else convert_model(onnx, ConvertOptions(Format.TFLITE, tmp_path / "t.tflite")).output
+    onnx = convert_model(
+        torch_models["pt2"], ConvertOptions(Format.ONNX, output=tmp_path / "t.onnx", check_images=2)
+    ).output
+    model = (
+        onnx
+        if fmt == "onnx"
+        else convert_model(onnx, ConvertOptions(Format.TFLITE, output=tmp_path / "t.tflite")).output
+    )
     mutants = _mutants(model, 125)
     work = tmp_path / "work"
     work.mkdir()

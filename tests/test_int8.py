@@ -44,12 +44,12 @@ def test_meaning_is_recorded_at_convert_and_quantize(
     cases = [(torch_models["pt2"], Format.ONNX, LOGITS), (keras_models["keras"], Format.TFLITE, PROBABILITIES)]
     for source, target, expected in cases:
         converted = convert_model(
-            source, ConvertOptions(target=target, output=tmp_path / f"m.{target.value}", check_images=2)
+            source, ConvertOptions(to=target, output=tmp_path / f"m.{target.value}", check_images=2)
         ).output
         quantized = quantize_model(
             source,
             QuantizeOptions(
-                target=target, calib=crops["calib"], val=crops["val"], output=tmp_path / f"q.{target.value}"
+                format=target, calib=crops["calib"], val=crops["val"], output=tmp_path / f"q.{target.value}"
             ),
         ).output
         for path in (converted, quantized):
@@ -104,7 +104,7 @@ def test_tflite_bias_correction_changes_only_int32_biases(
         report = quantize_model(
             keras_models["keras"],
             QuantizeOptions(
-                target=Format.TFLITE,
+                format=Format.TFLITE,
                 calib=crops["calib"],
                 val=crops["val"],
                 bias_correction=corrected,

@@ -40,7 +40,7 @@ def _quantize_both(source: Path, target: Format, crops: dict[str, Path], folder:
         improved: quantize_model(
             source,
             QuantizeOptions(
-                target=target,
+                format=target,
                 calib=crops["calib"],
                 val=crops["eval"],
                 bias_correction=improved,
@@ -70,7 +70,7 @@ def _confident_gap(report: object, folder: Path) -> float:
     from edgekit.output_meaning import meaning_of, to_probabilities
 
     reference = convert_model(
-        report.source, ConvertOptions(target=Format.ONNX, output=report.output.with_name("fp32.onnx"))
+        report.source, ConvertOptions(to=Format.ONNX, output=report.output.with_name("fp32.onnx"))
     ).output
     gaps = []
     with open_runner(read_artifact(reference)) as ref, open_runner(read_artifact(report.output)) as cand:
@@ -113,7 +113,7 @@ def _assert_kl_is_the_outputs_kl(report: object, folder: Path) -> None:
     from edgekit.convert.api import ConvertOptions, convert_model
 
     float_tflite = convert_model(
-        report.source, ConvertOptions(target=Format.TFLITE, output=report.output.with_name("fp32.tflite"))
+        report.source, ConvertOptions(to=Format.TFLITE, output=report.output.with_name("fp32.tflite"))
     ).output
     data = DataSource(folder, count=60)
     with open_runner(read_artifact(float_tflite)) as ref, open_runner(read_artifact(report.output)) as cand:

@@ -107,7 +107,7 @@ def test_family_converts_to_tflite_with_parity(family: str, tmp_path: Path) -> N
     model = makers[family]().eval()
     source = tmp_path / f"{family}.pt2"
     torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(source))
-    options = ConvertOptions(Format.TFLITE, tmp_path / f"{family}.tflite", preprocess=PreprocessOverrides(
+    options = ConvertOptions(Format.TFLITE, output=tmp_path / f"{family}.tflite", preprocess=PreprocessOverrides(
         preset="unit", size=(64, 64)))  # fmt: skip
     report = convert_model(source, options)
     output = report.parity.outputs[0]

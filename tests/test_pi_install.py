@@ -24,7 +24,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     source = fetch_efficientnet_lite0()["pt2"]
     paths = {}
     for target in (Format.TFLITE, Format.ONNX):
-        options = ConvertOptions(target=target, output=folder / f"effnet.{target.value}", check_images=4)
+        options = ConvertOptions(to=target, output=folder / f"effnet.{target.value}", check_images=4)
         paths[target.value] = convert_model(source, options).output
     return paths
 

@@ -60,7 +60,7 @@ def test_pruned_model_feeds_convert_and_quantize(torch_digits: Path, digits: dic
     report = prune_model(torch_digits, PruneOptions(amount=0.5, recover=recover, output=tmp_path / "p.pt2"))
     assert report.agreement_recovered is not None and report.agreement_recovered > report.agreement_pruned
     assert report.agreement_recovered >= 0.9, "distillation on unlabeled images brings agreement back"
-    onnx = convert_model(report.output, ConvertOptions(target=Format.ONNX, output=tmp_path / "p.onnx"))
+    onnx = convert_model(report.output, ConvertOptions(to=Format.ONNX, output=tmp_path / "p.onnx"))
     assert onnx.parity.passed
     quant = quantize_model(
         onnx.output, QuantizeOptions(calib=digits["train"], calib_count=100, val=digits["test"], val_count=200)
@@ -148,8 +148,8 @@ def test_taylor_importance_uses_data(torch_models: dict[str, Path], photos_dir: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--amount", "0"], "between 0 and 1"),
-        (["--amount", "1.5"], "between 0 and 1"),
+        (["--amount", "0"], "--amount must be above 0, not 0.0"),
+        (["--amount", "1.5"], "--amount must be below 1, not 1.5"),
         (["--amount", "0.3", "--recover", "distill"], "needs images: pass --data"),
         (["--amount", "0.3", "--data", "/nonexistent/images"], "does not exist"),
         (["--amount", "0.3", "--ignore", "no.such.layer"], "names no layer"),
@@ -164,7 +164,7 @@ def test_cli_bad_options(torch_models: dict[str, Path], args: list[str], message
 
 
 def test_cli_refuses_onnx_input(tmp_path: Path, torch_models: dict[str, Path]) -> None:
-    onnx = convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=tmp_path / "tiny.onnx"))
+    onnx = convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=tmp_path / "tiny.onnx"))
     result = CliRunner().invoke(cli, ["prune", str(onnx.output), "--amount", "0.3"])
     assert result.exit_code == 3 and "pruning needs the framework model" in result.output
     assert _leftovers(tmp_path) == []

@@ -23,7 +23,7 @@ from edgekit.validate import Limits, validate_models
 @pytest.fixture(scope="module")
 def tiny_onnx(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("q") / "tiny.onnx"
-    return convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=2)).output
+    return convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=output, check_images=2)).output
 
 
 def test_onnx_int8_is_smaller_and_close(tiny_onnx: Path, crops: dict[str, Path], tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_torch_to_tflite_int8_with_int8_io(
     output = tmp_path / "tiny.int8.tflite"
     report = quantize_model(
         torch_models["pt2"],
-        QuantizeOptions(target=Format.TFLITE, calib=crops["calib"], val=crops["val"], output=output, io_dtype="int8"),
+        QuantizeOptions(format=Format.TFLITE, calib=crops["calib"], val=crops["val"], output=output, io_dtype="int8"),
     )
     assert report.validation.top1_agreement >= 0.75
     with open_runner(read_artifact(output)) as runner:
@@ -86,7 +86,7 @@ def test_tflite_quantization_vectors_are_stored_once(
     assert len(again) < len(unshared) and same_model(again, unshared)
     other = tmp_path / "other.int8.tflite"
     quantize_model(
-        torch_models["pt2"], QuantizeOptions(target=Format.TFLITE, calib=crops["calib"], output=other, val_count=4)
+        torch_models["pt2"], QuantizeOptions(format=Format.TFLITE, calib=crops["calib"], output=other, val_count=4)
     )
     assert not same_model(shared, other.read_bytes())
 
@@ -138,14 +138,14 @@ def test_quantize_errors(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]
         quantize_model(tiny_onnx, QuantizeOptions(calib=junk, val=crops["val"], output=tmp_path / "x.onnx"))
     assert not (tmp_path / "x.onnx").exists()
     tfl = tmp_path / "m.tflite"
-    convert_model(tiny_onnx, ConvertOptions(target=Format.TFLITE, output=tfl, check_images=2))
+    convert_model(tiny_onnx, ConvertOptions(to=Format.TFLITE, output=tfl, check_images=2))
     with pytest.raises(UnsupportedRoute, match="cannot be quantized again"):
         quantize_model(tfl, QuantizeOptions(calib=crops["calib"]))
 
 
 def test_validate_good_and_bad_candidates(tiny_onnx: Path, tmp_path: Path, crops: dict[str, Path]) -> None:
     good = tmp_path / "good.tflite"
-    convert_model(tiny_onnx, ConvertOptions(target=Format.TFLITE, output=good, check_images=2))
+    convert_model(tiny_onnx, ConvertOptions(to=Format.TFLITE, output=good, check_images=2))
     report = validate_models(tiny_onnx, good, crops["val"], limits=Limits(min_agreement=0.99))
     assert report.passed and report.top1_agreement == 1.0 and report.mean_kl < 1e-6
     bad = tmp_path / "bad.onnx"
@@ -247,7 +247,7 @@ def test_onnx_softmax_output_stays_float(keras_models: dict[str, Path], crops: d
     output = tmp_path / "k.int8.onnx"
     quantize_model(
         keras_models["keras"],
-        QuantizeOptions(target=Format.ONNX, calib=crops["calib"], val=crops["val"], output=output),
+        QuantizeOptions(format=Format.ONNX, calib=crops["calib"], val=crops["val"], output=output),
     )
     graph = onnx.load(str(output)).graph
     producers = {out: node.op_type for node in graph.node for out in node.output}

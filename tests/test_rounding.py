@@ -93,7 +93,7 @@ def test_tflite_weight_rounding_moves_only_int8_weights(
     for rounding in (False, True):
         report = _quantize(
             keras_models["keras"], crops, tmp_path / f"{rounding}.tflite",
-            target=Format.TFLITE, weight_rounding=rounding, bias_correction=False,
+            format=Format.TFLITE, weight_rounding=rounding, bias_correction=False,
         )  # fmt: skip
         if rounding:
             assert report.settings["weight_rounding"]["layers"] >= 3
@@ -150,7 +150,7 @@ def test_a_layer_kept_in_float_runs_in_float_in_onnxruntime(
     float_model = tmp_path / "float.onnx"
     from edgekit.convert.api import ConvertOptions, convert_model
 
-    convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=float_model))
+    convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=float_model))
     quantize_static(str(float_model), str(raw), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     nodes_to_exclude=[conv])  # fmt: skip
     differs = [not np.array_equal(_session_outputs(raw, f, []), _session_outputs(raw, f, disabled)) for f in feeds]
@@ -177,7 +177,7 @@ def test_layers_are_ranked_by_their_effect_on_the_output(
     from edgekit.convert.api import ConvertOptions, convert_model
     from edgekit.quantize.onnx_quant import preprocess
 
-    convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=float_model))
+    convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=float_model))
     preprocess(float_model, tmp_path / "pre.onnx")
     artifact = read_artifact(plain.output)
     with open_runner(artifact) as runner:
@@ -215,13 +215,13 @@ def test_tflite_float_io_keeps_the_final_softmax_in_float(
         graph = read_graph(path)
         return {op["op_name"]: graph.tensors[int(op["inputs"][0])]["dtype"].__name__ for op in graph.ops}
 
-    default = _quantize(keras_models["keras"], crops, tmp_path / "default.tflite", target=Format.TFLITE)
+    default = _quantize(keras_models["keras"], crops, tmp_path / "default.tflite", format=Format.TFLITE)
     assert len(default.settings["float_softmax"]) == 1
     types = op_types(default.output)
     assert types["SOFTMAX"] == "float32" and types["FULLY_CONNECTED"] == types["CONV_2D"] == "int8"
     assert not any("run in float" in warning for warning in default.warnings)  # nothing else fell back
     for name, flags in (("uint8io", {"io_dtype": "uint8"}), ("int8softmax", {"float_softmax": False})):
-        report = _quantize(keras_models["keras"], crops, tmp_path / f"{name}.tflite", target=Format.TFLITE, **flags)
+        report = _quantize(keras_models["keras"], crops, tmp_path / f"{name}.tflite", format=Format.TFLITE, **flags)
         assert report.settings["float_softmax"] == []
         assert op_types(report.output)["SOFTMAX"] != "float32"
 
@@ -238,8 +238,8 @@ def test_float_fallbacks_nobody_asked_for_are_named(
     from edgekit.quantize.tflite_quant import float_ops
     from edgekit.runtimes.tflite import find_interpreter
 
-    reference = convert_model(keras_models["keras"], ConvertOptions(Format.TFLITE, tmp_path / "f.tflite")).output
-    options = QuantizeOptions(target=Format.TFLITE, calib=crops["calib"], calib_count=16, bias_correction=False)
+    reference = convert_model(keras_models["keras"], ConvertOptions(Format.TFLITE, output=tmp_path / "f.tflite")).output
+    options = QuantizeOptions(format=Format.TFLITE, calib=crops["calib"], calib_count=16, bias_correction=False)
     backend = TFLiteBackend(keras_models["keras"], reference, tmp_path, options, read_artifact(reference).preprocessing)
     interpreter = find_interpreter()[1](model_content=backend._float_flatbuffer())
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
@@ -283,5 +283,5 @@ def test_grouped_convolutions_and_depth_multipliers_keep_nearest_rounding(
     source = tmp_path / "grouped.pt2"
     torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 32, 32),)), str(source))
     write_sidecar(source, "pt2", [1, 3, 32, 32], "NCHW", preset="imagenet")
-    report = _quantize(source, crops, tmp_path / f"grouped.{target.value}", target=target)
+    report = _quantize(source, crops, tmp_path / f"grouped.{target.value}", format=target)
     assert report.output.exists() and report.settings["weight_rounding"]["layers"] >= 2

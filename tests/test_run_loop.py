@@ -33,7 +33,7 @@ PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "china", "flower")
 @pytest.fixture(scope="module")
 def tiny_onnx(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("run") / "tiny.onnx"
-    return convert_model(torch_models["pt2"], ConvertOptions(target=Format.ONNX, output=output, check_images=2)).output
+    return convert_model(torch_models["pt2"], ConvertOptions(to=Format.ONNX, output=output, check_images=2)).output
 
 
 @pytest.fixture(scope="module")

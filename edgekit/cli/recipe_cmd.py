@@ -51,6 +51,16 @@ def _plain(config: object) -> dict[str, object]:
             for key, value in dataclasses.asdict(config).items()}  # fmt: skip
 
 
+@recipe_group.command("schema")
+@click.option("--markdown", is_flag=True, help="Print README's option tables instead of the JSON Schema.")
+def schema_command(markdown: bool) -> None:
+    """Print the JSON Schema of recipe files (for editors), or the option tables of every step."""
+    from edgekit.recipes import option_tables, recipe_schema
+    from edgekit.report import print_json
+
+    click.echo(option_tables(), nl=False) if markdown else print_json(recipe_schema())
+
+
 @recipe_group.command("run")
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default: runs/<recipe name>).")

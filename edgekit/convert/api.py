@@ -11,6 +11,7 @@ from typing import Any
 
 from edgekit.artifact import ModelArtifact, lineage_entry
 from edgekit.convert.routes import ConvertJob, find_route
+from edgekit.convert.settings import ConvertSettings
 from edgekit.errors import BadInput
 from edgekit.formats import SUFFIX, Format, detect_format
 from edgekit.fsutil import atomic_path, refuse_to_replace, size_of
@@ -24,21 +25,21 @@ Progress = Callable[[str], None]
 
 
 @dataclasses.dataclass
-class ConvertOptions:
-    """Everything `edgekit convert` can be told."""
+class ConvertOptions(ConvertSettings):
+    """ConvertSettings (the typed schema shared with the CLI and recipes) plus what this run reads
+    and writes."""
 
-    target: Format
     output: Path | None = None
     force: bool = False  # replace an existing output
-    opset: int | None = None
     load: LoadOptions = dataclasses.field(default_factory=LoadOptions)
     preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
     labels_file: Path | None = None
-    tolerance: float | None = None
-    min_agreement: float | None = None
-    check_images: int = 16
-    data: Path | None = None
-    threads: int | None = None
+    data: Path | None = None  # photos for the parity check (default: the bundled ones)
+
+    @property
+    def target(self) -> Format:
+        """The target format."""
+        return Format(self.to)
 
 
 @dataclasses.dataclass

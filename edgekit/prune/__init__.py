@@ -16,15 +16,12 @@ from edgekit.formats import Family, Format
 from edgekit.fsutil import refuse_to_replace
 from edgekit.loaders import LoadOptions
 from edgekit.preprocess import PreprocessOverrides
+from edgekit.prune.settings import IMPORTANCES, METHODS, RECOVERY_MODES
 
 PRUNERS: dict[Family, str] = {
     Family.TORCH: "edgekit.prune.torch_prune:prune",
     Family.KERAS: "edgekit.prune.keras_prune:prune",
 }
-
-METHODS = ("structured", "unstructured")
-IMPORTANCES = ("l1", "l2", "taylor")
-RECOVERY_MODES = ("distill", "finetune")
 
 
 @dataclasses.dataclass

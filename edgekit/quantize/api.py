@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit import schema
 from edgekit.artifact import ModelArtifact, Preprocessing, lineage_entry, read_artifact
 from edgekit.convert.api import ConvertOptions, convert_model, embed_onnx_metadata, read_labels
 from edgekit.data import DataSource
@@ -20,8 +21,9 @@ from edgekit.loaders import LoadOptions
 from edgekit.output_meaning import with_meaning
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
 from edgekit.quantize.backends import BACKENDS, Backend
-from edgekit.quantize.common import SCHEMES, LayerDrift
+from edgekit.quantize.common import LayerDrift
 from edgekit.quantize.cpu import host_preset
+from edgekit.quantize.settings import QuantizeSettings
 from edgekit.runtimes import Runner, open_runner
 from edgekit.samples import write_crops
 from edgekit.timing import alternating_p50
@@ -41,37 +43,31 @@ DYNAMIC_CNN_WARNING = (
 
 
 @dataclasses.dataclass
-class QuantizeOptions:
-    """Everything `edgekit quantize` can be told."""
+class QuantizeOptions(QuantizeSettings):
+    """QuantizeSettings (the typed schema shared with the CLI and recipes) plus what this run reads
+    and writes."""
 
-    scheme: str = "int8"
-    target: Format | None = None  # default: ONNX for torch/ONNX sources, TFLite for Keras
     output: Path | None = None
     calib: Path | None = None
-    calib_count: int = 200
     val: Path | None = None  # default: crops of the bundled photos (disjoint from any calibration folder)
     val_count: int = 200
-    method: str = "minmax"
-    per_channel: bool = True
-    bias_correction: bool = True  # int8: correct the per-channel mean shift of each layer's output
-    weight_rounding: bool = True  # int8: round weights to keep each layer's output closest (GPTQ)
-    float_softmax: bool = True  # TFLite int8 with float IO: the final softmax in float (as ONNX always does)
-    cpu: str = "auto"
-    io_dtype: str = "float"
-    budget: Limits | None = None
-    max_float_layers: int = 16
-    min_speedup: float | None = None  # the budget loop keeps no float layer that takes it below this
-    keep_float: list[str] = dataclasses.field(default_factory=list)
-    seed: int = 0
-    threads: int | None = None
+    budget: Limits | None = None  # the parsed max_drift (set it directly to pass Limits from code)
     load: LoadOptions = dataclasses.field(default_factory=LoadOptions)
     preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
     labels_file: Path | None = None
     force: bool = False  # replace an existing output
 
+    @property
+    def target(self) -> Format | None:
+        """The output format asked for (None: the source family's default)."""
+        return Format(self.format) if self.format else None
+
     def __post_init__(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise BadInput(f"unknown scheme {self.scheme!r}", fix=f"use one of {', '.join(SCHEMES)}")
+        problems = schema.problems(QuantizeSettings, schema.shared_values(self, QuantizeSettings))
+        if problems:
+            raise BadInput(problems[0][1], fix="see `edgekit quantize --help`")
+        if self.budget is None and self.max_drift is not None:
+            self.budget = Limits.parse(str(self.max_drift))
         if self.scheme == "int8" and self.calib is None:
             raise BadInput(
                 "int8 quantization needs calibration images",
@@ -249,7 +245,7 @@ def _float_reference(source: Path, fmt: Format, target: Format, work: Path, opti
     convert_model(
         source,
         ConvertOptions(
-            target=target,
+            to=target,
             output=reference,
             load=options.load,
             preprocess=options.preprocess,

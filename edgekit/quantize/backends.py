@@ -220,9 +220,7 @@ class TFLiteBackend(Backend):
         target = self.work / "float_for_tflite.onnx"
         convert_model(
             self.source,
-            ConvertOptions(
-                target=Format.ONNX, output=target, load=self.options.load, preprocess=self.options.preprocess
-            ),
+            ConvertOptions(to=Format.ONNX, output=target, load=self.options.load, preprocess=self.options.preprocess),
         )
         return target
 

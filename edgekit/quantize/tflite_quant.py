@@ -15,7 +15,6 @@ from edgekit.fsutil import quiet_native_output
 from edgekit.loaders.keras_loader import import_tf
 from edgekit.quantize.common import LayerDrift
 
-IO_DTYPES = ("float", "int8", "uint8")
 Dataset = Callable[[], Iterator[list[np.ndarray]]]
 
 

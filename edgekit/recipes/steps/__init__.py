@@ -12,12 +12,16 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgekit.formats import Format
+from edgekit.schema import option
 
 if TYPE_CHECKING:
     from edgekit.board import Board
+    from edgekit.recipes import Recipe
+
+BoardOpencv = Literal["pip", "system"]
 
 STEPS: dict[str, str] = {
     "prune": "edgekit.recipes.steps.prune:PruneStep",
@@ -29,23 +33,25 @@ STEPS: dict[str, str] = {
 }
 
 
+StepInput = Literal["previous", "source"]
+INPUT_HELP = "The model the step takes: previous (the latest one) or source (the recipe's source model)."
+
+
 @dataclasses.dataclass
 class BoardFields:
     """Where a step runs the models it checks: here (the default), in the device's emulated board
     (`emulate`), or on a real board over SSH (`remote`); shared by the validate and quantize configs."""
 
-    device: str | None = None  # the board's profile (rpi4, rpi5); default: the recipe's device
-    emulate: bool = False  # the device profile's emulated board (QEMU), prepared and cached
-    remote: str | None = None  # user@host of a real board over SSH, with edgekit[pi]
-    remote_python: str = "python3"
-    ssh_options: list = dataclasses.field(default_factory=list)
-    board_opencv: str = "pip"  # with emulate: the board's venv, pip's OpenCV or the system's (as on Pi OS)
-
-    def board_problems(self, step: str) -> list[str]:
-        """What is wrong with these fields, for `recipe validate`."""
-        if self.board_opencv not in ("pip", "system"):
-            return [f"{step}: board_opencv {self.board_opencv!r} is not one of pip, system"]
-        return []
+    device: str | None = option(
+        None, flag="--device", help="The board's profile (rpi4, rpi5); default: the recipe's device."
+    )
+    emulate: bool = option(False, help="In the device's emulated board (QEMU arm64; prepared on first use).")
+    remote: str | None = option(None, help="On a real board over SSH, e.g. pi@raspberrypi.local (key-based login).")
+    remote_python: str = option("python3", help="The board's Python with edgekit[pi].")
+    ssh_options: list[str] = option(factory=list, flag="--ssh-option", help="ssh -o options for remote.")
+    board_opencv: BoardOpencv = option(
+        "pip", help="With emulate: edgekit[pi] from pip, or Pi OS's apt OpenCV + numpy 1.x with tflite-runtime."
+    )
 
     def open_board(self, default_device: str | None, progress: Callable[[str], None]) -> Board | None:
         """The board, prepared if emulated; None when the step runs here."""
@@ -57,6 +63,9 @@ class BoardFields:
         choice = BoardChoice(device, self.emulate, self.remote, self.remote_python, list(self.ssh_options))
         choice.opencv = self.board_opencv
         return choice.open(progress)
+
+
+BOARD_FIELDS = tuple(field.name for field in dataclasses.fields(BoardFields))
 
 
 @dataclasses.dataclass
@@ -72,7 +81,7 @@ class StepContext:
     labelled: Path | None
     device: str
     count: int
-    recipe: Any  # the Recipe (model options: load, preprocessing, labels)
+    recipe: Recipe  # model options: load, preprocessing, labels
     progress: Callable[[str], None]
     output: Path | None = None  # a single-step command's -o (None there: the library's default name)
     single: bool = False  # True when a command runs this step alone (no run folder)
@@ -120,7 +129,7 @@ class Step:
         return fmt
 
     @classmethod
-    def check(cls, config: Any, recipe: Any) -> list[str]:
+    def check(cls, config: Any, recipe: Recipe) -> list[str]:
         """Problems with this config that types alone do not catch."""
         return []
 

@@ -4,23 +4,25 @@ recipe's device: locally, or on a board over SSH with `remote`."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from edgekit.recipes.steps import Step, StepContext, StepOutcome, deployable
+from edgekit.schema import option
 
 
 @dataclasses.dataclass
 class BenchConfig:
     """Options of the bench step."""
 
-    runs: int = 50
-    warmup: int = 5
-    threads: int | None = None
-    remote: str | None = None  # user@host of the board; None: this machine
-    remote_python: str = "python3"
-    ssh_options: list = dataclasses.field(default_factory=list)  # e.g. ["Port=2222"]
-    duration: float | None = None  # also run for at least this many seconds
-    allow_fallback: bool = False  # run on the CPU when the device's delegate is missing (and say so)
+    runs: int = option(100, low=1, help="Minimum timed runs.")
+    warmup: int = option(10, low=0, help="Untimed runs first.")
+    threads: int | None = option(None, low=1, high=256, help="Runtime threads (default: the device profile's).")
+    remote: str | None = option(None, help="Run on a board over SSH, e.g. pi@raspberrypi.local (key-based login).")
+    remote_python: str = option("python3", help="The board's Python with edgekit[pi].")
+    ssh_options: list[str] = option(factory=list, flag="--ssh-option", help="ssh -o options, e.g. Port=2222.")
+    duration: float | None = option(None, low=0, help="Also run for at least this many seconds.")
+    allow_fallback: bool = option(
+        False, help="Run on the CPU when the device's delegate is missing (and say so in the results)."
+    )
 
 
 class BenchStep(Step):
@@ -29,11 +31,6 @@ class BenchStep(Step):
     name = "bench"
     Config = BenchConfig
     acts_on_all = True
-
-    @classmethod
-    def check(cls, config: BenchConfig, recipe: Any) -> list[str]:
-        """At least one run."""
-        return [] if config.runs >= 1 else ["bench: runs must be at least 1"]
 
     def run(self, config: BenchConfig, context: StepContext) -> StepOutcome:
         """Benchmark the ONNX/TFLite models made by earlier steps."""

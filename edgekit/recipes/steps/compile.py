@@ -9,14 +9,15 @@ from typing import Any
 
 from edgekit.formats import Format
 from edgekit.recipes.steps import Step, StepContext, StepOutcome
+from edgekit.schema import option
 
 
 @dataclasses.dataclass
 class CompileConfig:
     """Options of the compile step."""
 
-    require_compiler: bool = False  # True: fail when edgetpu_compiler is not installed
-    require_full_mapping: bool = False  # True: fail when any op would run on the CPU
+    require_compiler: bool = option(False, help="Fail when edgetpu_compiler is not installed.")
+    require_full_mapping: bool = option(False, help="Fail when any op would run on the CPU.")
 
 
 class CompileStep(Step):

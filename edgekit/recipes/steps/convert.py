@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
+from edgekit.convert.settings import ConvertSettings
 from edgekit.formats import SUFFIX, Format
-from edgekit.recipes.steps import Step, StepContext, StepOutcome
+from edgekit.recipes.steps import INPUT_HELP, Step, StepContext, StepInput, StepOutcome
+from edgekit.schema import option, shared_values
 
 
 @dataclasses.dataclass
-class ConvertConfig:
-    """Options of the convert step."""
+class ConvertConfig(ConvertSettings):
+    """Options of the convert step: the ConvertSettings of `edgekit convert` and which model it takes."""
 
-    to: str
-    opset: int | None = None
-    tolerance: float | None = None
-    min_agreement: float | None = None
-    check_images: int = 16
-    threads: int | None = None
-    input: str = "previous"  # previous: the latest model; source: the recipe's source model
+    input: StepInput = option("previous", flag="", help=INPUT_HELP)
 
 
 class ConvertStep(Step):
@@ -28,11 +23,6 @@ class ConvertStep(Step):
     name = "convert"
     Config = ConvertConfig
     produces_model = True
-
-    @classmethod
-    def check(cls, config: ConvertConfig, recipe: Any) -> list[str]:
-        """`to` must be a format edgekit writes."""
-        return [] if config.to in ("onnx", "tflite") else [f"convert: to must be onnx or tflite, not {config.to!r}"]
 
     @classmethod
     def accepts(cls, fmt: Format, config: ConvertConfig) -> str | None:
@@ -55,19 +45,11 @@ class ConvertStep(Step):
         target = Format(config.to)
         output = context.output_for(f"{context.current.name.split('.')[0]}{SUFFIX[target]}")
         options = ConvertOptions(
-            target=target,
-            output=output,
-            opset=config.opset,
-            tolerance=config.tolerance,
-            min_agreement=config.min_agreement,
-            check_images=config.check_images,
-            load=context.recipe.load,
-            preprocess=context.recipe.preprocess,
-            labels_file=context.recipe.labels,
+            **shared_values(config, ConvertSettings),
+            output=output, load=context.recipe.load, preprocess=context.recipe.preprocess,
+            labels_file=context.recipe.labels, force=context.may_replace,
             data=context.validation if context.single else None,  # a command's --data; recipes use the photos
-            threads=config.threads,
-            force=context.may_replace,
-        )
+        )  # fmt: skip
         report = convert_model(context.current, options, context.progress)
         parity = report.parity
         return StepOutcome(

@@ -4,30 +4,19 @@ on data.calibration (distill) or data.labelled (finetune)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.formats import Family, Format
+from edgekit.prune.settings import PruneSettings
 from edgekit.recipes.steps import Step, StepContext, StepOutcome
+
+if TYPE_CHECKING:
+    from edgekit.recipes import Recipe
 
 
 @dataclasses.dataclass
-class PruneConfig:
-    """Options of the prune step (the same as `edgekit prune`)."""
-
-    amount: float
-    method: str = "structured"
-    importance: str = "l2"
-    round_to: int = 8
-    ignore: list = dataclasses.field(default_factory=list)
-    recover: str | None = None  # distill | finetune
-    epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 32
-    temperature: float = 2.0
-    patience: int = 3
-    data_count: int | None = None
-    flip: bool = True
-    seed: int = 0
+class PruneConfig(PruneSettings):
+    """Options of the prune step: the PruneSettings of `edgekit prune`."""
 
 
 class PruneStep(Step):
@@ -39,14 +28,9 @@ class PruneStep(Step):
     uses_data = ("calibration", "labelled")
 
     @classmethod
-    def check(cls, config: PruneConfig, recipe: Any) -> list[str]:
-        """The checks PruneOptions makes, a known recovery, and the data recovery needs."""
-        from edgekit.prune import RECOVERY_MODES, option_errors
-
-        errors = option_errors(config.amount, config.method, config.importance, config.round_to)
-        problems = [f"prune: {error.message}" for error in errors]
-        if config.recover is not None and config.recover not in RECOVERY_MODES:
-            problems.append(f"prune: recover must be {' or '.join(RECOVERY_MODES)}, not {config.recover!r}")
+    def check(cls, config: PruneConfig, recipe: Recipe) -> list[str]:
+        """The data recovery needs (types, choices and bounds: the schema)."""
+        problems = []
         if config.recover == "distill" and recipe.calibration is None:
             problems.append("prune: recover distill needs data.calibration (unlabeled photos)")
         if config.recover == "finetune" and recipe.labelled is None:

@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.formats import SUFFIX, Format
-from edgekit.recipes.steps import BoardFields, Step, StepContext, StepOutcome
+from edgekit.quantize.settings import QuantizeSettings
+from edgekit.recipes.steps import INPUT_HELP, BoardFields, Step, StepContext, StepInput, StepOutcome
+from edgekit.schema import option, shared_values
+
+if TYPE_CHECKING:
+    from edgekit.recipes import Recipe
 
 
 @dataclasses.dataclass
-class QuantizeConfig(BoardFields):
-    """Options of the quantize step (the same as `edgekit quantize`). With emulate or remote
-    (BoardFields), each candidate's drift is measured on that board's kernels."""
+class QuantizeConfig(BoardFields, QuantizeSettings):
+    """Options of the quantize step: the QuantizeSettings of `edgekit quantize`, where the drift is
+    measured (BoardFields: with emulate or remote, on that board's kernels) and which model it takes."""
 
-    scheme: str = "int8"
-    format: str | None = None  # onnx or tflite; default: ONNX for torch/ONNX, TFLite for Keras
-    method: str = "minmax"
-    per_channel: bool = True
-    bias_correction: bool = True
-    weight_rounding: bool = True
-    float_softmax: bool = True
-    cpu: str | None = None  # default: the device profile's int8 kernels
-    io_dtype: str = "float"
-    max_drift: str | float | None = None  # e.g. 0.95 or "agreement=0.95,kl=0.05"
-    max_float_layers: int = 16
-    min_speedup: float | None = None  # keep no float layer that takes the speed-up vs float below this
-    keep_float: list = dataclasses.field(default_factory=list)
-    calib_count: int = 200
-    seed: int = 0
-    threads: int | None = None
-    input: str = "previous"  # previous: the latest model; source: the recipe's source model
+    input: StepInput = option("previous", flag="", help=INPUT_HELP)
 
 
 class QuantizeStep(Step):
@@ -42,28 +31,20 @@ class QuantizeStep(Step):
     uses_data = ("calibration", "validation")
 
     @classmethod
-    def check(cls, config: QuantizeConfig, recipe: Any) -> list[str]:
-        """Known scheme, format and budget syntax; calibration data for int8."""
+    def check(cls, config: QuantizeConfig, recipe: Recipe) -> list[str]:
+        """The budget's syntax and calibration data for int8 (types, choices and bounds: the schema)."""
         from edgekit.errors import EdgekitError
-        from edgekit.quantize.common import SCHEMES
         from edgekit.validate import Limits
 
         problems = []
-        if config.scheme not in SCHEMES:
-            problems.append(f"quantize: scheme must be one of {', '.join(SCHEMES)}, not {config.scheme!r}")
-        if config.format not in (None, "onnx", "tflite"):
-            problems.append(f"quantize: format must be onnx or tflite, not {config.format!r}")
         if config.max_drift is not None:
             try:
                 Limits.parse(str(config.max_drift))
             except EdgekitError as exc:
                 problems.append(f"quantize: max_drift {config.max_drift!r}: {exc.message}")
-        problems += _choice_problems(config)
-        if config.min_speedup is not None and config.min_speedup <= 0:
-            problems.append(f"quantize: min_speedup must be above 0, not {config.min_speedup!r}")
         if config.scheme == "int8" and recipe.calibration is None:
             problems.append("quantize: int8 needs data.calibration")
-        return problems + config.board_problems("quantize")
+        return problems
 
     @classmethod
     def accepts(cls, fmt: Format, config: QuantizeConfig) -> str | None:
@@ -83,37 +64,16 @@ class QuantizeStep(Step):
         from edgekit.errors import DriftExceeded
         from edgekit.formats import detect_format
         from edgekit.quantize.api import QuantizeOptions, quantize_model
-        from edgekit.validate import Limits
 
         target = self.produces(detect_format(context.current), config)
         output = context.output_for(f"{context.current.name.split('.')[0]}.{config.scheme}{SUFFIX[target]}")
         cpu = config.cpu or load_profile(config.device or context.device).quantize_cpu or "auto"
         options = QuantizeOptions(
-            scheme=config.scheme,
-            target=target,
-            output=output,
-            calib=context.calibration,
-            calib_count=config.calib_count,
-            val=context.validation,
-            val_count=context.count,
-            method=config.method,
-            per_channel=config.per_channel,
-            bias_correction=config.bias_correction,
-            weight_rounding=config.weight_rounding,
-            float_softmax=config.float_softmax,
-            cpu=cpu,
-            io_dtype=config.io_dtype,
-            budget=Limits.parse(str(config.max_drift)) if config.max_drift is not None else None,
-            max_float_layers=config.max_float_layers,
-            min_speedup=config.min_speedup,
-            keep_float=list(config.keep_float),
-            load=context.recipe.load,
-            preprocess=context.recipe.preprocess,
-            labels_file=context.recipe.labels,
-            seed=config.seed,
+            **shared_values(config, QuantizeSettings) | {"cpu": cpu, "format": target.value},
+            output=output, calib=context.calibration, val=context.validation, val_count=context.count,
+            load=context.recipe.load, preprocess=context.recipe.preprocess, labels_file=context.recipe.labels,
             force=context.may_replace,
-            threads=config.threads,
-        )
+        )  # fmt: skip
         board = config.open_board(context.device, context.progress)
         report = quantize_model(context.current, options, context.progress, board=board)
         val = report.validation
@@ -134,17 +94,3 @@ class QuantizeStep(Step):
             report,
             error,
         )
-
-
-def _choice_problems(config: QuantizeConfig) -> list[str]:
-    """The options that must be one of a known set: calibration method, IO dtype, CPU preset."""
-    from edgekit.quantize.cpu import PRESETS
-    from edgekit.quantize.onnx_quant import CALIBRATION_METHODS
-    from edgekit.quantize.tflite_quant import IO_DTYPES
-
-    choices = {"method": CALIBRATION_METHODS, "io_dtype": IO_DTYPES, "cpu": (None, "auto", *PRESETS)}
-    return [
-        f"quantize: {key} must be one of {', '.join(c for c in allowed if c)}, not {getattr(config, key)!r}"
-        for key, allowed in choices.items()
-        if getattr(config, key) not in allowed
-    ]

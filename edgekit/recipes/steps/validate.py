@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.recipes.steps import BoardFields, Step, StepContext, StepOutcome
+from edgekit.schema import option
 
 if TYPE_CHECKING:
     from edgekit.board import Board
+    from edgekit.recipes import Recipe
 
 
 @dataclasses.dataclass
@@ -18,16 +20,20 @@ class ValidateConfig(BoardFields):
     """Options of the validate step (the same as `edgekit validate`); limits apply to every model.
     With emulate or remote (BoardFields) the candidates run on that board's kernels."""
 
-    min_agreement: float | None = None
-    min_top5_agreement: float | None = None
-    min_confident_agreement: float | None = None
-    max_kl: float | None = None
-    max_accuracy_drop: float | None = None  # in points, needs labels (data.labelled or labels_csv)
-    max_drift: str | None = None  # all limits in one spec, e.g. "agreement=0.95,kl=0.05"
-    confidence: float = 0.5
-    seed: int = 0
-    labels_csv: str | None = None  # filename,label rows for the validation images
-    threads: int | None = None
+    min_agreement: float | None = option(None, low=0, high=1, help="Minimum top-1 agreement.")
+    min_top5_agreement: float | None = option(None, low=0, high=1, help="Minimum top-5 agreement.")
+    min_confident_agreement: float | None = option(
+        None, low=0, high=1, help="Minimum top-1 agreement on images where the reference is confident."
+    )
+    max_kl: float | None = option(None, low=0, help="Maximum mean KL divergence.")
+    max_accuracy_drop: float | None = option(
+        None, low=0, help="Maximum accuracy drop in points (needs data.labelled or labels_csv)."
+    )
+    max_drift: str | None = option(None, help="All limits in one spec, e.g. agreement=0.95,kl=0.05.")
+    confidence: float = option(0.5, low=0, high=1, help="Reference probability that counts as confident.")
+    seed: int = option(0, help="Sampling seed.")
+    labels_csv: str | None = option(None, help="CSV of filename,label rows for the validation images.")
+    threads: int | None = option(None, low=1, high=256, help="Runtime threads.")
 
     def limits(self) -> Any:
         """The Limits these options describe (single limits override the spec)."""
@@ -49,7 +55,7 @@ class ValidateStep(Step):
     acts_on_all = True
 
     @classmethod
-    def check(cls, config: ValidateConfig, recipe: Any) -> list[str]:
+    def check(cls, config: ValidateConfig, recipe: Recipe) -> list[str]:
         """Needs validation data; the accuracy limit needs labels; the spec must parse."""
         from edgekit.errors import EdgekitError
 
@@ -60,7 +66,7 @@ class ValidateStep(Step):
             config.limits()
         except EdgekitError as exc:
             problems.append(f"validate: max_drift {config.max_drift!r}: {exc.message}")
-        return problems + config.board_problems("validate")
+        return problems
 
     def run(self, config: ValidateConfig, context: StepContext) -> StepOutcome:
         """Compare each model with the source; the outcome's error names every model over a limit."""

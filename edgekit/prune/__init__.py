@@ -16,7 +16,7 @@ from edgekit.formats import Family, Format
 from edgekit.fsutil import refuse_to_replace
 from edgekit.loaders import LoadOptions
 from edgekit.preprocess import PreprocessOverrides
-from edgekit.prune.settings import IMPORTANCES, METHODS, RECOVERY_MODES
+from edgekit.prune.settings import RECOVERY_MODES, PruneSettings
 
 PRUNERS: dict[Family, str] = {
     Family.TORCH: "edgekit.prune.torch_prune:prune",
@@ -50,20 +50,6 @@ class RecoverOptions:
             raise BadInput(f"--holdout {self.holdout} must be between 0 and 1", fix="e.g. 0.2")
 
 
-def option_errors(amount: float, method: str, importance: str, round_to: int) -> list[BadInput]:
-    """What is wrong with these pruning options (shared by PruneOptions and the recipe's prune step)."""
-    errors = []
-    if not 0 < amount < 1:
-        errors.append(BadInput(f"--amount {amount} must be between 0 and 1 (exclusive)", fix="e.g. --amount 0.3"))
-    if method not in METHODS:
-        errors.append(BadInput(f"method {method!r} is not one of {', '.join(METHODS)}"))
-    if importance not in IMPORTANCES:
-        errors.append(BadInput(f"importance {importance!r} is not one of {', '.join(IMPORTANCES)}"))
-    if round_to < 1:
-        errors.append(BadInput(f"--round-to {round_to} must be at least 1", fix="8, or 16 for VNNI/NEON"))
-    return errors
-
-
 @dataclasses.dataclass
 class PruneOptions:
     """What to prune and how."""
@@ -81,11 +67,30 @@ class PruneOptions:
     preprocess: PreprocessOverrides = dataclasses.field(default_factory=PreprocessOverrides)
 
     def __post_init__(self) -> None:
-        errors = option_errors(self.amount, self.method, self.importance, self.round_to)
-        if errors:
-            raise errors[0]
+        from edgekit import schema
+
+        shared = {key: getattr(self, key) for key in ("amount", "method", "importance", "round_to", "ignore", "seed")}
+        for _key, message in schema.problems(PruneSettings, shared):
+            raise BadInput(message, fix="e.g. amount 0.3, method structured, importance l2, round_to 8")
         if self.importance == "taylor" and self.recover is None:
             raise BadInput("Taylor importance needs images to compute gradients on", fix="pass --data DIR")
+
+    @classmethod
+    def from_settings(cls, settings: PruneSettings, recovery_data: Path | None, **run: Any) -> PruneOptions:
+        """The options of a PruneSettings (the typed schema of the CLI and recipes): its recovery fields
+        become a RecoverOptions on `recovery_data`; `run` gives output, force, labels and preprocess."""
+        recover = None
+        if settings.recover:
+            if recovery_data is None:
+                raise BadInput(f"recovery {settings.recover} needs images", fix="pass --data DIR")
+            recover = RecoverOptions(
+                settings.recover, recovery_data, settings.epochs, settings.lr, settings.batch_size,
+                settings.temperature, settings.patience, settings.flip, settings.data_count,
+            )  # fmt: skip
+        return cls(
+            amount=settings.amount, method=settings.method, importance=settings.importance,
+            round_to=settings.round_to, ignore=list(settings.ignore), recover=recover, seed=settings.seed, **run,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """The options as recorded in the sidecar's lineage."""

@@ -47,18 +47,11 @@ class PruneStep(Step):
     def run(self, config: PruneConfig, context: StepContext) -> StepOutcome:
         """Prune `context.current` into this step's folder (or to a command's -o)."""
         from edgekit.convert.api import read_labels
-        from edgekit.prune import PruneOptions, RecoverOptions, default_output, prune_model
+        from edgekit.prune import PruneOptions, default_output, prune_model
 
-        recover = None
-        if config.recover:
-            data = context.calibration if config.recover == "distill" else context.labelled
-            recover = RecoverOptions(
-                config.recover, data, config.epochs, config.lr, config.batch_size, config.temperature,
-                config.patience, config.flip, config.data_count,
-            )  # fmt: skip
-        options = PruneOptions(
-            amount=config.amount, method=config.method, importance=config.importance, round_to=config.round_to,
-            ignore=list(config.ignore), recover=recover, preprocess=context.recipe.preprocess, seed=config.seed,
+        data = context.calibration if config.recover == "distill" else context.labelled
+        options = PruneOptions.from_settings(
+            config, data if config.recover else None, preprocess=context.recipe.preprocess,
             labels=read_labels(context.recipe.labels), force=context.may_replace,
         )  # fmt: skip
         options.output = context.output_for(default_output(context.current, options).name)

@@ -6,12 +6,15 @@ import dataclasses
 import datetime
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit import __version__
 from edgekit.errors import BadInput
 from edgekit.formats import Format, detect_format
 from edgekit.fsutil import sha256_of, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 SIDECAR_SUFFIX = ".edgekit.json"
 SCHEMA_VERSION = 1
@@ -30,7 +33,7 @@ class TensorSpec:
     meaning: str | None = None  # outputs: "probabilities" or "logits" (edgekit.output_meaning)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+    def from_dict(cls, data: Json) -> TensorSpec:
         """Build from the JSON form, ignoring unknown keys written by newer versions."""
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
@@ -49,7 +52,7 @@ class Preprocessing:
     preset: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+    def from_dict(cls, data: Json) -> Preprocessing:
         """Build from the JSON form, ignoring unknown keys written by newer versions."""
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
@@ -66,10 +69,10 @@ class ModelArtifact:
     preprocessing: Preprocessing | None = None
     labels: list[str] | None = None
     precision: str | None = None
-    lineage: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    arch: dict[str, Any] | None = None  # torch: {"callable": "pkg.module:fn", "kwargs": {...}} that builds the net
+    lineage: list[Json] = dataclasses.field(default_factory=list)
+    arch: Json | None = None  # torch: {"callable": "pkg.module:fn", "kwargs": {...}} that builds the net
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """The JSON form stored in the sidecar (paths relative to the sidecar's folder)."""
         return {
             "edgekit_schema": SCHEMA_VERSION,
@@ -111,7 +114,7 @@ def read_artifact(path: Path) -> ModelArtifact:
         ) from exc
 
 
-def _artifact_from(path: Path, fmt: Format, data: dict[str, Any]) -> ModelArtifact:
+def _artifact_from(path: Path, fmt: Format, data: Json) -> ModelArtifact:
     prep, labels, lineage = data.get("preprocessing"), data.get("labels"), data.get("lineage") or []
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise TypeError("labels must be a list of strings")
@@ -130,7 +133,7 @@ def _artifact_from(path: Path, fmt: Format, data: dict[str, Any]) -> ModelArtifa
     )
 
 
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
+def _read_sidecar(path: Path) -> Json | None:
     side = sidecar_path(path)
     if not side.is_file():
         return None
@@ -143,7 +146,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _read_onnx_metadata(path: Path, fmt: Format) -> dict[str, Any] | None:
+def _read_onnx_metadata(path: Path, fmt: Format) -> Json | None:
     if fmt is not Format.ONNX:
         return None
     text = _onnx_metadata_value(path, "edgekit")
@@ -174,7 +177,7 @@ def _onnx_metadata_value(path: Path, key: str) -> str | None:
         return None
 
 
-def lineage_entry(step: str, source: Path, options: dict[str, Any]) -> dict[str, Any]:
+def lineage_entry(step: str, source: Path, options: Json) -> Json:
     """One lineage record: which step made this file from which source, with what options."""
     return {
         "step": step,

@@ -19,12 +19,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekit.errors import DeviceUnavailable, EdgekitError
 from edgekit.fsutil import size_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from edgekit.artifact import TensorSpec
+    from edgekit.jsontypes import Json
+    from edgekit.runtimes import Runner
 
 
 @dataclasses.dataclass
@@ -60,7 +67,7 @@ class BenchResult:
     std_ms: float
     throughput_fps: float
     peak_rss_mb: float
-    host: dict[str, Any]
+    host: Json
 
 
 def measure(model: Path, settings: BenchSettings) -> BenchResult:
@@ -107,7 +114,7 @@ def measure(model: Path, settings: BenchSettings) -> BenchResult:
     return result
 
 
-def _timed_runs(runner: Any, feeds: list[np.ndarray], settings: BenchSettings) -> list[float]:
+def _timed_runs(runner: Runner, feeds: list[np.ndarray], settings: BenchSettings) -> list[float]:
     times: list[float] = []
     deadline = time.perf_counter() + (settings.duration or 0)
     while len(times) < settings.runs or time.perf_counter() < deadline:
@@ -117,7 +124,7 @@ def _timed_runs(runner: Any, feeds: list[np.ndarray], settings: BenchSettings) -
     return times
 
 
-def _random_input(spec: Any) -> np.ndarray:
+def _random_input(spec: TensorSpec) -> np.ndarray:
     shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
@@ -135,7 +142,9 @@ def _peak_rss_mb() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 1e6  # KiB on Linux, bytes on macOS
 
 
-def bench_models(models: list[Path], settings: BenchSettings, progress: Any = lambda _: None) -> list[BenchResult]:
+def bench_models(
+    models: list[Path], settings: BenchSettings, progress: Callable[[str], None] = lambda _: None
+) -> list[BenchResult]:
     """Measure each model in a fresh worker process; errors keep their message and exit code."""
     results = []
     for model in models:
@@ -160,7 +169,7 @@ class Remote:
 
 
 def bench_remote(
-    models: list[Path], settings: BenchSettings, remote: Remote, progress: Any = lambda _: None
+    models: list[Path], settings: BenchSettings, remote: Remote, progress: Callable[[str], None] = lambda _: None
 ) -> list[BenchResult]:
     """Copy each model (and its sidecar) to the board, run the same worker there, bring the JSON back."""
     from edgekit.board import SshFolder, model_files

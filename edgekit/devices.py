@@ -9,9 +9,12 @@ import os
 import platform
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.errors import BadInput, did_you_mean
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 
 @dataclasses.dataclass
@@ -25,11 +28,11 @@ class DeviceProfile:
     providers: list[str] = dataclasses.field(default_factory=lambda: ["CPUExecutionProvider"])
     threads: int | None = None
     quantize_cpu: str | None = None  # edgekit.quantize.cpu preset for this device
-    constraints: dict[str, Any] = dataclasses.field(default_factory=dict)
-    host: dict[str, Any] = dataclasses.field(default_factory=dict)
+    constraints: Json = dataclasses.field(default_factory=dict)
+    host: Json = dataclasses.field(default_factory=dict)
     install: str = ""
     notes: str = ""
-    reference: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # published figures + source
+    reference: list[Json] = dataclasses.field(default_factory=list)  # published figures + source
     emulate: dict[str, str] | None = None  # {cpu: QEMU CPU model, arch: arm64, debian: bookworm} (edgekit.board)
 
     @property
@@ -86,9 +89,9 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     return profiles[name_or_path]
 
 
-def host_facts() -> dict[str, Any]:
+def host_facts() -> Json:
     """What this machine has: CPU, cores, runtimes and versions, providers, delegates, cameras, governor."""
-    facts: dict[str, Any] = {
+    facts: Json = {
         "machine": platform.machine(),
         "system": platform.system(),
         "python": platform.python_version(),

@@ -14,13 +14,16 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekit.errors import UnsupportedRoute
 from edgekit.formats import Format, detect_format
 from edgekit.runtimes.tflite import TFLiteGraph, read_graph
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 # TFLite builtin ops the Edge TPU runs, with the limitation edgekit checks (None: no extra check).
 SUPPORTED_OPS: dict[str, str | None] = {
@@ -93,7 +96,7 @@ class EdgeTpuCheck:
     ops: list[OpCheck]
     first_fallback: OpCheck | None
     notes: list[str]
-    compiler: dict[str, Any] | None = None
+    compiler: dict[str, object] | None = None
 
     @property
     def tpu_ops(self) -> int:
@@ -138,7 +141,7 @@ def _place_ops(graph: TFLiteGraph) -> tuple[list[OpCheck], OpCheck | None]:
     return checks, fallback
 
 
-def _io_notes(interpreter: Any) -> list[str]:
+def _io_notes(interpreter: Interpreter) -> list[str]:
     notes = []
     for kind, details in (("input", interpreter.get_input_details()), ("output", interpreter.get_output_details())):
         for detail in details:
@@ -158,7 +161,7 @@ def _is_float(tensors: dict[int, Any], indices: Any) -> bool:
     return any(np.dtype(tensors[int(i)]["dtype"]).kind == "f" for i in indices if int(i) >= 0)
 
 
-def _violation(op: dict[str, Any], tensors: dict[int, Any], activations: set[int], interpreter: Any) -> str:
+def _violation(op: dict[str, object], tensors: dict[int, Any], activations: set[int], interpreter: Interpreter) -> str:
     name = op["op_name"]
     if name not in SUPPORTED_OPS:
         return f"{name} is not an Edge TPU operation"
@@ -177,7 +180,7 @@ def _violation(op: dict[str, Any], tensors: dict[int, Any], activations: set[int
     return ""
 
 
-def _spatial_only(op: dict[str, Any], tensors: dict[int, Any], interpreter: Any) -> str:
+def _spatial_only(op: dict[str, object], tensors: dict[int, Any], interpreter: Interpreter) -> str:
     """MEAN and PAD must act on the x/y (H/W) axes of an NHWC tensor only."""
     try:
         values = np.asarray(interpreter.get_tensor(int(op["inputs"][1])))
@@ -190,7 +193,7 @@ def _spatial_only(op: dict[str, Any], tensors: dict[int, Any], interpreter: Any)
     return "" if set(padded) <= {1, 2} else f"PAD along axes {padded}: the Edge TPU pads along x/y only"
 
 
-def compile_model(path: Path, out_dir: Path) -> dict[str, Any] | None:
+def compile_model(path: Path, out_dir: Path) -> dict[str, object] | None:
     """Run edgetpu_compiler when installed; its parsed log, or None when it is not installed."""
     compiler = shutil.which("edgetpu_compiler")
     if compiler is None:
@@ -225,9 +228,9 @@ _INT_FIELDS = {"subgraphs", "total_ops", "ops_on_edgetpu", "ops_on_cpu"}
 _OPERATOR_ROW = re.compile(r"^([A-Z][A-Z0-9_]+)\s+(\d+)\s+(\S.*?)\s*$")
 
 
-def parse_compiler_log(text: str) -> dict[str, Any]:
+def parse_compiler_log(text: str) -> dict[str, object]:
     """edgetpu_compiler's summary and operator table; missing fields stay None (wording changes degrade)."""
-    parsed: dict[str, Any] = {}
+    parsed: dict[str, object] = {}
     for key, pattern in _FIELDS.items():
         match = re.search(pattern, text)
         value = match.group(1).strip() if match else None

@@ -6,12 +6,27 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from edgekit.artifact import TensorSpec
+    from edgekit.bench import BenchResult
+    from edgekit.camera.loop import LoopSummary
+    from edgekit.classify import ImageResult
+    from edgekit.convert.api import ConvertReport
+    from edgekit.devices import DeviceProfile
+    from edgekit.edgetpu import EdgeTpuCheck
+    from edgekit.inspectors import InspectReport
+    from edgekit.jsontypes import Json
+    from edgekit.prune import PruneReport
+    from edgekit.quantize.api import QuantizeReport
+    from edgekit.recipes.runner import RunResult
+    from edgekit.validate import ValidationReport
 
 
 class _TableConsole(Console):
@@ -37,7 +52,7 @@ def _styled(mark: str, style: str, message: str) -> Text:
     return Text.assemble((mark, style), " ", message)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     """Print JSON to stdout."""
     print(json.dumps(data, indent=2, default=str))
 
@@ -111,13 +126,13 @@ def _count(value: int | None) -> str:
     return f"{value / 1e9:.2f} G" if value >= 1e9 else f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value:,}"
 
 
-def _tensor_row(spec: Any) -> tuple[str, ...]:
+def _tensor_row(spec: TensorSpec) -> tuple[str, ...]:
     quant = f"scale {spec.scale:.4g}, zp {spec.zero_point}" if spec.scale else ""
     shape = "x".join("?" if d is None else str(d) for d in spec.shape)
     return spec.name, shape, spec.dtype, spec.layout or "", quant
 
 
-def print_inspect(report: Any) -> None:
+def print_inspect(report: InspectReport) -> None:
     """The inspect report as tables."""
     summary = Table(title=f"{report.path}", show_header=False)
     summary.add_row("format", report.format)
@@ -156,7 +171,7 @@ def print_inspect(report: Any) -> None:
         _out.print(ops)
 
 
-def print_convert(report: Any) -> None:
+def print_convert(report: ConvertReport) -> None:
     """The conversion report and its parity check."""
     table = Table(title=f"convert {report.source.name} -> {report.output}")
     for column in ("output", "max |Δ|", "mean |Δ|", "top-1 agreement", "limit"):
@@ -183,7 +198,7 @@ def print_convert(report: Any) -> None:
     )
 
 
-def print_classify(runtime: str, results: list[Any]) -> None:
+def print_classify(runtime: str, results: list[ImageResult]) -> None:
     """Top-k predictions per image."""
     table = Table(title=f"classify ({runtime})")
     for column in ("image", "rank", "class", "label", "probability"):
@@ -204,7 +219,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def validation_table(report: Any, title: str) -> Table:
+def validation_table(report: ValidationReport, title: str) -> Table:
     """The drift measures of one validation."""
     table = Table(title=title, show_header=False)
     table.add_row(
@@ -238,7 +253,7 @@ def validation_table(report: Any, title: str) -> Table:
     return table
 
 
-def print_validation(report: Any, title: str) -> None:
+def print_validation(report: ValidationReport, title: str) -> None:
     """Validation report: measures, the classes that drift most, the worst images."""
     _out.print(validation_table(report, title))
     classes = Table(title="classes with the lowest agreement (by reference top-1)")
@@ -255,7 +270,7 @@ def print_validation(report: Any, title: str) -> None:
     _out.print(worst)
 
 
-def print_quantize(report: Any) -> None:
+def print_quantize(report: QuantizeReport) -> None:
     """Quantization result: float vs quantized side by side, the budget rounds, the guilty layers."""
     table = Table(title=f"quantize {report.source.name} -> {report.output or '(not written)'}")
     for column in ("model", "size", "p50 latency", "top-1 agreement", "confident agreement", "mean KL"):
@@ -303,7 +318,7 @@ def print_quantize(report: Any) -> None:
         _out.print(f"why: {report.settings['preset_reason']}")
 
 
-def _print_recovery(report: Any) -> None:
+def _print_recovery(report: PruneReport) -> None:
     """The recovery epochs on the held-out images, and a warning when those are too few to judge."""
     epochs = Table(title=f"recovery on {report.holdout_images} held-out images (best epoch kept)")
     for column in ("epoch", "loss", "agreement with original", "accuracy"):
@@ -319,7 +334,7 @@ def _print_recovery(report: Any) -> None:
         _err.print(_styled("warning:", "yellow", warning))
 
 
-def print_prune(report: Any) -> None:
+def print_prune(report: PruneReport) -> None:
     """Pruning result: MACs and params before/after, per-layer channels or sparsity, recovery epochs."""
     structured = report.options.method == "structured"
     table = Table(title=f"prune {report.source.name} -> {report.output.name} ({report.options.method})")
@@ -375,7 +390,7 @@ def _ratio(after: int | None, before: int | None) -> str:
     return f"{after / before:.0%}" if after is not None and before else ""
 
 
-def print_recipe_run(result: Any) -> None:
+def print_recipe_run(result: RunResult) -> None:
     """A recipe run: each step (ran or reused, with times), the artifact table, where the report is."""
     import json
 
@@ -410,7 +425,7 @@ def print_recipe_run(result: Any) -> None:
     _out.print(f"report: {result.report} (and report.json, report.png)")
 
 
-def print_loop_summary(summary: Any) -> None:
+def print_loop_summary(summary: LoopSummary) -> None:
     """The camera loop's summary, on stderr so that --headless JSON lines stay clean on stdout."""
     from edgekit.devices import emulated_board
 
@@ -435,7 +450,7 @@ def print_loop_summary(summary: Any) -> None:
         )
 
 
-def print_bench(results: list[Any]) -> None:
+def print_bench(results: list[BenchResult]) -> None:
     """Side-by-side benchmark table with speed against the first model, and where each ran."""
     base = results[0]
     emulated = base.host.get("emulated")
@@ -467,7 +482,7 @@ def print_bench(results: list[Any]) -> None:
         )
 
 
-def write_bench_csv(path: Path, results: list[Any]) -> None:
+def write_bench_csv(path: Path, results: list[BenchResult]) -> None:
     """The benchmark rows as CSV (host facts as JSON in one column), written atomically."""
     import csv
     import dataclasses
@@ -484,7 +499,7 @@ def write_bench_csv(path: Path, results: list[Any]) -> None:
     write_bytes_atomic(path, buffer.getvalue().encode())
 
 
-def print_devices(profiles: dict[str, Any], host: dict[str, Any]) -> None:
+def print_devices(profiles: dict[str, DeviceProfile], host: Json) -> None:
     """Profiles and host facts."""
     table = Table(title="device profiles")
     for column in ("name", "runtime", "delegates / providers", "threads", "constraints", "description"):
@@ -500,7 +515,7 @@ def print_devices(profiles: dict[str, Any], host: dict[str, Any]) -> None:
     _out.print(facts)
 
 
-def print_edgetpu(report: Any) -> None:
+def print_edgetpu(report: EdgeTpuCheck) -> None:
     """Edge TPU check: operators grouped by placement, the first fallback, compiler summary."""
     from collections import Counter
 

@@ -24,6 +24,7 @@ from edgekit.runtimes import Runner, feeds_key, open_runner
 
 if TYPE_CHECKING:
     from edgekit.board import Board
+    from edgekit.jsontypes import Json
 
 _LIMIT_KEYS = {
     "agreement": "min_agreement",
@@ -93,14 +94,14 @@ class ValidationReport:
     max_abs_diff: float
     reference_accuracy: float | None
     candidate_accuracy: float | None
-    per_class: list[dict[str, Any]]
+    per_class: list[Json]
     worst: list[ImageDrift]
     skipped_files: int
     limits: Limits = dataclasses.field(default_factory=Limits)
     # How each model's outputs were read: e.g. {"reference": "probabilities (recorded)", ...}
     output_meaning: dict[str, str] = dataclasses.field(default_factory=dict)
     candidate_runtime: str | None = None  # where the candidate ran, when not on this host
-    host_vs_device: dict[str, Any] | None = None  # the candidate on this host vs on the board
+    host_vs_device: Json | None = None  # the candidate on this host vs on the board
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -133,7 +134,7 @@ class ValidationReport:
         """True when no limit is broken."""
         return not self.failures()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """JSON form."""
         data = dataclasses.asdict(self)
         data.update(passed=self.passed, failures=self.failures(), accuracy_drop=self.accuracy_drop)
@@ -204,7 +205,7 @@ class _Accumulator:
             worst=[ImageDrift(names[i], float(kls[i]), int(ref[i]), int(cand[i])) for i in order],
         )
 
-    def _per_class(self, ref: np.ndarray, agree: np.ndarray) -> list[dict[str, Any]]:
+    def _per_class(self, ref: np.ndarray, agree: np.ndarray) -> list[Json]:
         rows = []
         for cls in np.unique(ref):
             mask = ref == cls
@@ -229,7 +230,7 @@ def validate_models(
     preprocess: PreprocessOverrides | None = None,
     load: LoadOptions | None = None,
     threads: int | None = None,
-    reference_runner: Any = None,
+    reference_runner: Runner | None = None,
     board: Board | None = None,
 ) -> ValidationReport:
     """Open both models and compare them on `data` (reusing `reference_runner` when given, e.g. a
@@ -290,7 +291,7 @@ class MemoRunner:
     """A runner that remembers its outputs per input, so a reference model compared with several
     candidates on the same images runs once per image."""
 
-    def __init__(self, runner: Any) -> None:
+    def __init__(self, runner: Runner) -> None:
         self._runner, self._outputs = runner, {}
 
     def infer(self, feeds: list[np.ndarray]) -> list[np.ndarray]:

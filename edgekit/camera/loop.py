@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from edgekit.errors import DeviceUnavailable
 from edgekit.output_meaning import meaning_of, to_probabilities
 from edgekit.preprocess import image_to_tensor
 from edgekit.runtimes import Runner
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 STAGES = ("capture", "preprocess", "inference", "draw")
 TIMING_WINDOW = 10_000  # frames whose stage timings the summary percentiles cover
@@ -66,7 +69,7 @@ class FrameResult:
     top: list[Prediction]
     latency_ms: float  # capture to result
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """The JSON line of --headless."""
         return {
             "frame": self.index,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +12,8 @@ from edgekit.cli.options import board_options, json_option, load_options, model_
 
 if TYPE_CHECKING:
     from edgekit.board import BoardChoice
+    from edgekit.loaders import LoadOptions
+    from edgekit.preprocess import PreprocessOverrides
 
 
 @click.command("classify")
@@ -28,8 +30,8 @@ def classify_command(
     images: tuple[Path, ...],
     top_k: int,
     threads: int | None,
-    load: Any,
-    preprocess: Any,
+    load: LoadOptions,
+    preprocess: PreprocessOverrides,
     labels_file: Path | None,
     as_json: bool,
     board: BoardChoice,

@@ -13,6 +13,7 @@ from edgekit.cli.options import board_target_options, force_option, json_option,
 
 if TYPE_CHECKING:
     from edgekit.board import BoardChoice
+    from edgekit.preprocess import PreprocessOverrides
 
 
 @click.command("run")
@@ -62,7 +63,7 @@ def run_command(
     device: str,
     allow_fallback: bool,
     labels_file: Path | None,
-    preprocess: Any,
+    preprocess: PreprocessOverrides,
     width: int | None,
     height: int | None,
     fps: float | None,

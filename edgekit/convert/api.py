@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.artifact import ModelArtifact, lineage_entry
 from edgekit.convert.routes import ConvertJob, find_route
@@ -20,6 +20,11 @@ from edgekit.output_meaning import with_meaning
 from edgekit.parity import TOLERANCES, ParityReport, check, compare, parity_images
 from edgekit.preprocess import PRESETS, PreprocessOverrides, resolve_preprocessing
 from edgekit.runtimes import open_runner
+
+if TYPE_CHECKING:
+    from edgekit.artifact import Preprocessing
+    from edgekit.jsontypes import Json
+    from edgekit.runtimes import Runner
 
 Progress = Callable[[str], None]
 
@@ -54,9 +59,9 @@ class ConvertReport:
     source_bytes: int
     output_bytes: int
     parity: ParityReport
-    notes: dict[str, Any]
+    notes: Json
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """JSON form for --json."""
         data = dataclasses.asdict(self)
         data["source"], data["output"] = str(self.source), str(self.output)
@@ -139,7 +144,9 @@ def convert_model(source: Path, options: ConvertOptions, progress: Progress = la
     )
 
 
-def _parity(source_runner: Any, artifact: ModelArtifact, tmp: Path, options: ConvertOptions, prep: Any) -> ParityReport:
+def _parity(
+    source_runner: Runner, artifact: ModelArtifact, tmp: Path, options: ConvertOptions, prep: Preprocessing
+) -> ParityReport:
     tolerance, agreement = TOLERANCES["fp32"]
     images = parity_images(options.data, options.check_images)
     with open_runner(ModelArtifact(path=tmp, format=detect_format(tmp)), threads=options.threads) as result_runner:
@@ -165,7 +172,7 @@ def _check_labels(labels: list[str] | None, outputs: list[Any]) -> None:
         )
 
 
-def _lineage(source: Path, options: ConvertOptions, notes: dict[str, Any]) -> dict[str, Any]:
+def _lineage(source: Path, options: ConvertOptions, notes: Json) -> Json:
     settings = {
         "to": options.target.value,
         "opset": options.opset,

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from edgekit.errors import UnsupportedRoute
+
+if TYPE_CHECKING:
+    import tensorflow
+    from onnx import NodeProto
+
+# An ONNX attribute as onnx.helper.get_attribute_value gives it (tensors as numpy arrays).
+AttrValue = int | float | str | bytes | list[int] | list[float] | list[str] | np.ndarray
+Attrs = dict[str, AttrValue]
+Data = Union["tensorflow.Tensor", np.ndarray]  # a TF tensor, or a numpy constant
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 NCHW_AXIS_IN_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
@@ -24,7 +34,7 @@ NCHW_AXIS_IN_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
 class Value:
     """A tensor (tf.Tensor) or constant (np.ndarray); `nhwc` marks a 4-D tensor stored as NHWC."""
 
-    data: Any
+    data: Data
     nhwc: bool = False
 
     @property
@@ -38,7 +48,7 @@ class Value:
         return len(self.data.shape)
 
 
-Handler = Callable[[Any, list[Value | None], dict[str, Any], Any], list[Value]]
+Handler = Callable[["NodeProto", list[Value | None], Attrs, ModuleType], list[Value]]
 OPS: dict[str, Handler] = {}
 
 
@@ -53,12 +63,12 @@ def op(*names: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def nchw(tf: Any, value: Value) -> Any:
+def nchw(tf: ModuleType, value: Value) -> Data:
     """The data in ONNX's own layout."""
     return tf.transpose(value.data, TO_NCHW) if value.nhwc else value.data
 
 
-def nhwc(tf: Any, value: Value) -> Any:
+def nhwc(tf: ModuleType, value: Value) -> Data:
     """4-D data as NHWC (constants are transposed in numpy)."""
     if value.nhwc:
         return value.data
@@ -67,7 +77,7 @@ def nhwc(tf: Any, value: Value) -> Any:
     return tf.transpose(value.data, TO_NHWC)
 
 
-def const(node: Any, value: Value | None, what: str) -> np.ndarray:
+def const(node: NodeProto, value: Value | None, what: str) -> np.ndarray:
     """A constant input, or UnsupportedRoute if it is computed at run time."""
     if value is None or not value.const:
         raise UnsupportedRoute(
@@ -91,16 +101,16 @@ def _same_or_explicit(
 
 
 def _spatial_padding(
-    tf: Any,
-    x: Any,
-    node: Any,
-    attrs: dict[str, Any],
+    tf: ModuleType,
+    x: tensorflow.Tensor,
+    node: NodeProto,
+    attrs: Attrs,
     kernel: list[int],
     strides: list[int],
     dilations: list[int],
     pad_value: float = 0.0,
     allow_same: bool = True,
-) -> tuple[Any, str]:
+) -> tuple[tensorflow.Tensor, str]:
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
         if attrs["auto_pad"] in (b"SAME_UPPER", "SAME_UPPER"):
             return x, "SAME"
@@ -118,7 +128,7 @@ def _spatial_padding(
 
 
 @op("Conv")
-def conv(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def conv(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """2-D convolution, depthwise and grouped convolution, in NHWC."""
     weight = const(node, inputs[1], "weight")
     if weight.ndim != 4:
@@ -150,7 +160,7 @@ def conv(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
 
 
 @op("BatchNormalization")
-def batch_norm(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def batch_norm(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Inference batch norm as a per-channel scale and shift."""
     gamma, beta, mean, var = (const(node, v, "statistic") for v in inputs[1:5])
     scale = gamma / np.sqrt(var + attrs.get("epsilon", 1e-5))
@@ -162,8 +172,8 @@ def batch_norm(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf:
     return [Value(x.data * scale.reshape(shape).astype(np.float32) + shift.reshape(shape).astype(np.float32))]
 
 
-def _unary(fn: Callable[[Any, Any, dict[str, Any]], Any]) -> Handler:
-    def handler(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def _unary(fn: Callable[[ModuleType, tensorflow.Tensor, Attrs], tensorflow.Tensor]) -> Handler:
+    def handler(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
         x = inputs[0]
         return [Value(fn(tf, x.data, attrs), nhwc=x.nhwc)]
 
@@ -191,7 +201,7 @@ _ERF_P = 0.3275911
 _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def _erf(tf: Any, x: Any, attrs: dict[str, Any]) -> Any:
+def _erf(tf: ModuleType, x: tensorflow.Tensor, attrs: Attrs) -> tensorflow.Tensor:
     magnitude = tf.abs(x)
     t = 1.0 / (1.0 + _ERF_P * magnitude)
     poly = t * (_ERF_A[0] + t * (_ERF_A[1] + t * (_ERF_A[2] + t * (_ERF_A[3] + t * _ERF_A[4]))))
@@ -203,7 +213,7 @@ OPS["Erf"] = _unary(_erf)
 
 
 @op("LayerNormalization")
-def layer_norm(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def layer_norm(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Normalise over the axes from `axis` to the last (ONNX layout), then scale and shift."""
     x = inputs[0]
     data = nchw(tf, x)
@@ -219,7 +229,7 @@ def layer_norm(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf:
 
 
 @op("Split")
-def split(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def split(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Split along one axis (sizes from the input, the attribute, or equal parts); an NHWC-held tensor
     splits on the mapped axis and its parts stay NHWC (ShuffleNet's channel split)."""
     x = inputs[0]
@@ -241,7 +251,7 @@ def split(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any)
 
 
 @op("Clip")
-def clip(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def clip(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Clip; (0, 6) becomes ReLU6, which TFLite fuses into the convolution."""
     low = float(const(node, inputs[1], "min")) if len(inputs) > 1 and inputs[1] is not None else attrs.get("min")
     high = float(const(node, inputs[2], "max")) if len(inputs) > 2 and inputs[2] is not None else attrs.get("max")
@@ -267,7 +277,7 @@ _BINARY = {
 
 
 @op(*_BINARY)
-def binary(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def binary(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Element-wise arithmetic with ONNX broadcasting, aligned to NHWC when either side is."""
     a, b = inputs[0], inputs[1]
     if a.const and b.const:
@@ -286,7 +296,7 @@ def binary(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any
     return [Value(tf_fn(a.data, b.data))]
 
 
-def _as_nhwc_operand(tf: Any, value: Value) -> Any:
+def _as_nhwc_operand(tf: ModuleType, value: Value) -> Data:
     if value.nhwc:
         return value.data
     if value.const:
@@ -300,14 +310,14 @@ def _as_nhwc_operand(tf: Any, value: Value) -> Any:
 
 
 @op("GlobalAveragePool", "GlobalMaxPool")
-def global_pool(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def global_pool(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Mean or max over the spatial axes, keeping dims."""
     reduce = tf.reduce_mean if node.op_type == "GlobalAveragePool" else tf.reduce_max
     return [Value(reduce(nhwc(tf, inputs[0]), axis=[1, 2], keepdims=True), nhwc=True)]
 
 
 @op("ReduceMean", "ReduceMax", "ReduceSum")
-def reduce(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def reduce(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Reductions; spatial means stay NHWC, anything else runs in ONNX layout."""
     x = inputs[0]
     axes = attrs.get("axes")
@@ -323,7 +333,7 @@ def reduce(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any
 
 
 @op("MaxPool", "AveragePool")
-def pool(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def pool(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """2-D max/average pooling in NHWC (ceil_mode as the extra end padding it amounts to)."""
     kernel = list(attrs["kernel_shape"])
     strides = list(attrs.get("strides", [1, 1]))
@@ -348,8 +358,8 @@ def pool(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
 
 
 def _ceil_mode_as_padding(
-    node: Any, attrs: dict[str, Any], in_hw: list[int], kernel: list[int], strides: list[int], is_max: bool
-) -> dict[str, Any]:
+    node: NodeProto, attrs: Attrs, in_hw: list[int], kernel: list[int], strides: list[int], is_max: bool
+) -> Attrs:
     """ceil_mode=1 as floor-mode attributes: unchanged where ceil gives the same output size (SqueezeNet
     at 224), else (MaxPool only) extra padding at the end, which a max never picks. A window that would
     start in the end padding is dropped, as in ONNX and PyTorch."""
@@ -376,7 +386,7 @@ def _spatial_is_one(value: Value) -> bool:
 
 
 @op("Flatten")
-def flatten(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def flatten(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Flatten to 2-D; NHWC with 1x1 spatial flattens without a transpose."""
     x = inputs[0]
     axis = int(attrs.get("axis", 1)) % max(x.rank, 1)
@@ -388,7 +398,7 @@ def flatten(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: An
 
 
 @op("Reshape")
-def reshape(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def reshape(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Reshape in ONNX layout (0 copies a dimension unless allowzero)."""
     x = inputs[0]
     shape = [int(d) for d in const(node, inputs[1], "shape")]
@@ -402,7 +412,7 @@ def reshape(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: An
 
 
 @op("Squeeze", "Unsqueeze")
-def squeeze(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def squeeze(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Squeeze/Unsqueeze in ONNX layout."""
     x = inputs[0]
     axes = attrs.get("axes")
@@ -431,7 +441,7 @@ def squeeze(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: An
 
 
 @op("Gemm")
-def gemm(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def gemm(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """alpha * A' B' + beta * C with a constant B (a fully connected layer)."""
     a = nchw(tf, inputs[0])
     b = const(node, inputs[1], "weight")
@@ -446,14 +456,14 @@ def gemm(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) 
 
 
 @op("MatMul")
-def matmul(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def matmul(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Matrix product in ONNX layout."""
     a, b = inputs[0], inputs[1]
     return [Value(tf.matmul(nchw(tf, a), b.data if b.const else nchw(tf, b)))]
 
 
 @op("Concat")
-def concat(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def concat(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Concatenate; all-NHWC inputs concatenate on the mapped axis."""
     values = [v for v in inputs if v is not None]
     axis = int(attrs["axis"])
@@ -465,7 +475,7 @@ def concat(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any
 
 
 @op("Softmax")
-def softmax(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def softmax(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Softmax over one axis (opset 13+ semantics)."""
     x = inputs[0]
     axis = int(attrs.get("axis", -1)) % x.rank
@@ -475,7 +485,7 @@ def softmax(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: An
 
 
 @op("Transpose")
-def transpose(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def transpose(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Transpose; a transpose to NHWC of an NHWC-held tensor costs nothing."""
     x = inputs[0]
     perm = list(attrs.get("perm", range(x.rank)[::-1]))
@@ -487,7 +497,7 @@ def transpose(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: 
 
 
 @op("Pad")
-def pad(node: Any, inputs: list[Value | None], attrs: dict[str, Any], tf: Any) -> list[Value]:
+def pad(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: ModuleType) -> list[Value]:
     """Constant or reflect padding."""
     x = inputs[0]
     pads = attrs.get("pads")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,12 @@ from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value
 from edgekit.convert.tflite_converter import run_converter
 from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute, first_line
 from edgekit.loaders.keras_loader import import_tf
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from edgekit.convert.routes import ConvertJob
+    from edgekit.jsontypes import Json
 
 
 def _onnx():
@@ -116,7 +122,7 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
     return (concrete, module), inputs, outputs
 
 
-def _as_tensor(tf: Any, value: Value) -> Any:
+def _as_tensor(tf: ModuleType, value: Value) -> Any:
     data = value.data
     return tf.constant(data.astype(np.float32) if data.dtype == np.float64 else data) if value.const else data
 
@@ -139,7 +145,7 @@ def onnx_to_tflite(
     return inputs, outputs
 
 
-def convert(job: Any) -> dict[str, Any]:
+def convert(job: ConvertJob) -> Json:
     """Route entry: ONNX source -> TFLite at job.target."""
     onnx_to_tflite(job.source.path, job.target, job.input_shape)
     return {"route": "ONNX -> edgekit NHWC translator -> TFLite converter"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.convert.onnx_to_tflite import onnx_to_tflite
 from edgekit.convert.routes import ConvertJob
@@ -14,11 +14,18 @@ from edgekit.formats import Format
 from edgekit.fsutil import log_tail, quiet_native_output
 from edgekit.loaders.torch_loader import exported_program, import_torch
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import torch
+
+    from edgekit.jsontypes import Json
+
 DYNAMO_OPSET = 18  # the dynamo exporter's lowest clean opset (it bumps 17 to 18 for Pad anyway)
 TORCHSCRIPT_OPSET = 17
 
 
-def convert(job: ConvertJob) -> dict[str, Any]:
+def convert(job: ConvertJob) -> Json:
     """Export the source torch model to ONNX at job.target."""
     torch = import_torch()
     try:
@@ -43,7 +50,7 @@ def convert(job: ConvertJob) -> dict[str, Any]:
     return {"exporter": exporter, "opset": _opset_of(job.target)}
 
 
-def _export_dynamo(torch: Any, job: ConvertJob, example: tuple[Any, ...]) -> str:
+def _export_dynamo(torch: ModuleType, job: ConvertJob, example: tuple[torch.Tensor, ...]) -> str:
     if job.source.format is Format.PT2:
         program = exported_program(job.source.path)
     else:
@@ -62,7 +69,7 @@ def _export_dynamo(torch: Any, job: ConvertJob, example: tuple[Any, ...]) -> str
     return "torch.export (dynamo)"
 
 
-def _export_torchscript(torch: Any, job: ConvertJob, example: tuple[Any, ...]) -> str:
+def _export_torchscript(torch: ModuleType, job: ConvertJob, example: tuple[torch.Tensor, ...]) -> str:
     torch.onnx.export(
         job.runner.model,
         example,
@@ -83,7 +90,7 @@ def _opset_of(path: Path) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def convert_to_tflite(job: ConvertJob) -> dict[str, Any]:
+def convert_to_tflite(job: ConvertJob) -> Json:
     """torch -> ONNX (temporary) -> fp32 NHWC TFLite at job.target."""
     with tempfile.TemporaryDirectory(prefix="edgekit-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"

@@ -9,13 +9,16 @@ import dataclasses
 import importlib
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.artifact import ModelArtifact, TensorSpec, read_artifact
 from edgekit.formats import Family
 from edgekit.fsutil import size_of
 from edgekit.loaders import LoadOptions
 from edgekit.runtimes import open_runner
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 INSPECTORS: dict[Family, str] = {
     Family.ONNX: "edgekit.inspectors.onnx_info:inspect_graph",
@@ -54,7 +57,7 @@ class InspectReport:
         total = sum(self.facts.weight_dtypes.values())
         return {k: v / total for k, v in self.facts.weight_dtypes.most_common()} if total else {}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """JSON form for --json."""
         side = self.artifact.to_dict()
         return {

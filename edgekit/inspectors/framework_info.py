@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def inspect_torch(artifact: Any, runner: Any) -> Any:
+    import keras
+    import torch
+
+    from edgekit.artifact import ModelArtifact
+    from edgekit.runtimes import Runner
+
+
+def inspect_torch(artifact: ModelArtifact, runner: Runner) -> Any:
     """Count parameters and MACs of a torch model with forward hooks on Conv and Linear layers."""
 
     from edgekit.inspectors import GraphFacts
@@ -23,13 +32,13 @@ def inspect_torch(artifact: Any, runner: Any) -> Any:
     return facts
 
 
-def torch_macs(model: Any, forward: Any) -> int | None:
+def torch_macs(model: torch.nn.Module, forward: Callable[[], object]) -> int | None:
     """Multiply-accumulates of the Conv2d and Linear layers during one call of `forward()`."""
     import torch
 
     macs = [0]
 
-    def count(module: Any, _inputs: Any, output: Any) -> None:
+    def count(module: torch.nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if isinstance(module, torch.nn.Conv2d):
             macs[0] += output.numel() * (module.in_channels // module.groups) * int(np.prod(module.kernel_size))
         elif isinstance(module, torch.nn.Linear):
@@ -63,7 +72,7 @@ def graph_macs(graph: Any) -> int | None:
     return total if found else None
 
 
-def inspect_keras(artifact: Any, runner: Any) -> Any:
+def inspect_keras(artifact: ModelArtifact, runner: Runner) -> Any:
     """Count parameters and MACs of Conv2D/DepthwiseConv2D/Dense layers from their shapes."""
     from edgekit.inspectors import GraphFacts
 
@@ -81,12 +90,12 @@ def inspect_keras(artifact: Any, runner: Any) -> Any:
     return facts
 
 
-def keras_macs(model: Any) -> int:
+def keras_macs(model: keras.Model) -> int:
     """Multiply-accumulates of a Keras model's Conv2D, DepthwiseConv2D and Dense layers."""
     return sum(_layer_macs(layer) for layer in leaf_layers(model))
 
 
-def leaf_layers(model: Any) -> Any:
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Layers of a Keras model, descending into nested models (e.g. a MobileNetV2 backbone)."""
     for layer in model.layers:
         if hasattr(layer, "layers") and layer.layers:
@@ -95,7 +104,7 @@ def leaf_layers(model: Any) -> Any:
             yield layer
 
 
-def _layer_macs(layer: Any) -> int:
+def _layer_macs(layer: keras.layers.Layer) -> int:
     kind = type(layer).__name__
     try:
         out = [d or 1 for d in layer.output.shape]

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import onnx
+    from onnx import NodeProto
 
-def inspect_graph(artifact: Any, runner: Any) -> Any:
+    from edgekit.artifact import ModelArtifact
+    from edgekit.inspectors import InspectReport
+    from edgekit.runtimes import Runner
+
+
+def inspect_graph(artifact: ModelArtifact, runner: Runner) -> InspectReport:
     """Read parameters, MACs, ops and weight dtypes of an ONNX file (needs the onnx package)."""
     from edgekit.inspectors import GraphFacts
 
@@ -37,7 +45,7 @@ def inspect_graph(artifact: Any, runner: Any) -> Any:
     return facts
 
 
-def _value_shapes(model: Any) -> dict[str, list[int]]:
+def _value_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     shapes = {}
     for info in [*model.graph.value_info, *model.graph.output, *model.graph.input]:
         dims = [d.dim_value if d.dim_value > 0 else 1 for d in info.type.tensor_type.shape.dim]
@@ -51,7 +59,7 @@ def _weight_shape(name: str, weights: dict[str, np.ndarray], shapes: dict[str, l
     return shapes.get(name)
 
 
-def _node_macs(node: Any, weights: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> int:
+def _node_macs(node: NodeProto, weights: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> int:
     out = shapes.get(node.output[0]) if node.output else None
     if node.op_type in ("Conv", "ConvInteger", "QLinearConv"):
         weight = _weight_shape(node.input[3 if node.op_type == "QLinearConv" else 1], weights, shapes)

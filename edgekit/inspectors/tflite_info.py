@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from edgekit.artifact import ModelArtifact
+    from edgekit.inspectors import InspectReport
+    from edgekit.runtimes import Runner
 
-def inspect_graph(artifact: Any, runner: Any) -> Any:
+
+def inspect_graph(artifact: ModelArtifact, runner: Runner) -> InspectReport:
     """Read parameters, MACs, ops and weight dtypes of a TFLite file."""
     from edgekit.inspectors import GraphFacts
     from edgekit.runtimes.tflite import read_graph
@@ -32,7 +37,7 @@ def inspect_graph(artifact: Any, runner: Any) -> Any:
     return facts
 
 
-def _op_macs(op: dict[str, Any], tensors: dict[int, dict[str, Any]]) -> int:
+def _op_macs(op: dict[str, object], tensors: dict[int, dict[str, object]]) -> int:
     name = op["op_name"]
     inputs = [int(i) for i in op["inputs"]]
     if name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(inputs) < 2:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 
 @dataclasses.dataclass
@@ -11,6 +14,6 @@ class LoadOptions:
     """How to load a source model that does not fully describe itself."""
 
     arch: str | None = None  # "package.module:callable" for a state dict
-    arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    arch_kwargs: Json = dataclasses.field(default_factory=dict)
     trust_pickle: bool = False  # allow unpickling a whole torch module (runs code from the file)
     input_shape: tuple[int, ...] | None = None

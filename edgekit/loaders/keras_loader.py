@@ -6,11 +6,15 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.errors import BadInput, MissingDependency, first_line
 from edgekit.formats import Format
 from edgekit.fsutil import quiet_native_output
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow
 
 
 def import_tf():
@@ -27,7 +31,7 @@ def import_tf():
     return tf
 
 
-def load_keras_model(path: Path, fmt: Format) -> Any:
+def load_keras_model(path: Path, fmt: Format) -> keras.Model | tensorflow.Module:
     """A Keras model, or for a SavedModel the loaded object with its serving signature."""
     tf = import_tf()
     if fmt is Format.SAVED_MODEL:

@@ -7,11 +7,16 @@ import io
 import pickletools
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import BadInput, MissingDependency, first_line
 from edgekit.formats import Format
 from edgekit.loaders import LoadOptions
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgekit.jsontypes import Json
 
 # Globals that plain tensor checkpoints reference; anything else is listed in the refusal message.
 _SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "numpy.", "_codecs.encode")
@@ -26,7 +31,7 @@ def import_torch():
     return torch
 
 
-def load_torch_model(path: Path, fmt: Format, options: LoadOptions) -> Any:
+def load_torch_model(path: Path, fmt: Format, options: LoadOptions) -> torch.nn.Module:
     """Return an eval-mode callable model: an ExportedProgram module, ScriptModule or nn.Module."""
     torch = import_torch()
     try:
@@ -48,7 +53,7 @@ def exported_program(path: Path):
         raise BadInput(f"{path} could not be loaded as pt2 ({first_line(exc)})", fix="re-export it") from exc
 
 
-def _load_checkpoint(path: Path, options: LoadOptions) -> Any:
+def _load_checkpoint(path: Path, options: LoadOptions) -> torch.nn.Module:
     torch = import_torch()
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -72,7 +77,7 @@ def _load_checkpoint(path: Path, options: LoadOptions) -> Any:
     return model.eval()
 
 
-def _recorded_arch(path: Path, options: LoadOptions) -> tuple[str | None, dict[str, Any], bool]:
+def _recorded_arch(path: Path, options: LoadOptions) -> tuple[str | None, Json, bool]:
     """--arch if given, else the architecture the sidecar records; and whether the file was pruned."""
     from edgekit.artifact import read_artifact
 
@@ -84,7 +89,7 @@ def _recorded_arch(path: Path, options: LoadOptions) -> tuple[str | None, dict[s
     return recorded.get("callable"), dict(recorded.get("kwargs") or {}), pruned
 
 
-def fit_to_state_dict(model: Any, state: dict[str, Any]) -> None:
+def fit_to_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Shrink Conv2d, Linear and BatchNorm layers to the (pruned) shapes stored in `state`."""
     torch = import_torch()
     for name, module in model.named_modules():
@@ -113,7 +118,7 @@ def fit_to_state_dict(model: Any, state: dict[str, Any]) -> None:
                 module._buffers[key] = torch.empty_like(state[f"{prefix}{key}"])
 
 
-def _unwrap_state_dict(state: Any, path: Path) -> dict[str, Any]:
+def _unwrap_state_dict(state: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(state.get(key), dict):
@@ -124,7 +129,7 @@ def _unwrap_state_dict(state: Any, path: Path) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def build_arch(arch: str, kwargs: dict[str, Any]) -> Any:
+def build_arch(arch: str, kwargs: Json) -> torch.nn.Module:
     """Call `package.module:callable` (the callable may be dotted, e.g. Class.from_name)."""
     module_name, _, attr_path = arch.partition(":")
     if not module_name or not attr_path:
@@ -147,7 +152,7 @@ def build_arch(arch: str, kwargs: dict[str, Any]) -> Any:
         raise BadInput(f"--arch {arch!r} could not be called with {kwargs} ({exc})", fix="check --arch-kwarg") from exc
 
 
-def load_weights(model: Any, state: dict[str, Any], path: Path, arch: str) -> None:
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
     """Load `state` into `model`, raising BadInput that names missing, unexpected or mis-sized weights."""
     fix = "check the architecture and its --arch-kwarg values"
     try:
@@ -164,7 +169,7 @@ def load_weights(model: Any, state: dict[str, Any], path: Path, arch: str) -> No
         )
 
 
-def _load_pickled_module(path: Path, options: LoadOptions) -> Any:
+def _load_pickled_module(path: Path, options: LoadOptions) -> torch.nn.Module:
     imports = pickle_imports(path)
     if not options.trust_pickle:
         names = ", ".join(sorted(imports)[:4]) or "unknown code"

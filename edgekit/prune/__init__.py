@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import BadInput
 from edgekit.formats import Family, Format
@@ -17,6 +17,11 @@ from edgekit.fsutil import refuse_to_replace
 from edgekit.loaders import LoadOptions
 from edgekit.preprocess import PreprocessOverrides
 from edgekit.prune.settings import RECOVERY_MODES, PruneSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from edgekit.jsontypes import Json
 
 PRUNERS: dict[Family, str] = {
     Family.TORCH: "edgekit.prune.torch_prune:prune",
@@ -92,7 +97,7 @@ class PruneOptions:
             round_to=settings.round_to, ignore=list(settings.ignore), recover=recover, seed=settings.seed, **run,
         )  # fmt: skip
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """The options as recorded in the sidecar's lineage."""
         recover = dataclasses.asdict(self.recover) if self.recover else None
         if recover:
@@ -157,7 +162,7 @@ class PruneReport:
     seconds: float = 0.0
     note: str | None = None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Json:
         """The figures recorded in the sidecar lineage and printed with --json."""
         return {
             "macs_before": self.macs_before,
@@ -186,7 +191,7 @@ class PruneReport:
             ]
         return []
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """JSON form for --json."""
         return {
             "warnings": self.warnings,
@@ -209,7 +214,7 @@ def default_output(source: Path, options: PruneOptions) -> Path:
 
 
 def prune_model(
-    path: Path, options: PruneOptions, load: LoadOptions | None = None, progress: Any = None
+    path: Path, options: PruneOptions, load: LoadOptions | None = None, progress: Callable[[str], None] | None = None
 ) -> PruneReport:
     """Prune the framework model at `path`, optionally recover it, and write a model of the same kind."""
     from edgekit.artifact import read_artifact

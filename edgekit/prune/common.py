@@ -6,7 +6,7 @@ import dataclasses
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.artifact import ModelArtifact, TensorSpec, lineage_entry
 from edgekit.formats import Format
@@ -14,6 +14,9 @@ from edgekit.fsutil import files_of
 from edgekit.preprocess import guess_layout, resolve_preprocessing
 from edgekit.prune import PruneOptions, PruneReport
 from edgekit.prune.recover import RecoveryData, Trainable, evaluate, run_recovery
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 
 def recover(
@@ -43,7 +46,7 @@ def recover(
 
 
 def write_sidecar(
-    source: ModelArtifact, report: PruneReport, fmt: Format, arch: dict[str, Any] | None, input_shape: list[int]
+    source: ModelArtifact, report: PruneReport, fmt: Format, arch: Json | None, input_shape: list[int]
 ) -> ModelArtifact:
     """The pruned model's sidecar: the source's io, preprocessing and labels, plus the prune record."""
     inputs = source.inputs or [TensorSpec("input", list(input_shape), layout=guess_layout(list(input_shape)))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from edgekit.loaders.keras_loader import load_keras_model
 from edgekit.prune import LayerChange, PruneOptions, PruneReport
 from edgekit.prune.common import deflated_size, recover, write_sidecar
 from edgekit.prune.recover import batched, load_images, looks_like_probabilities, split_data
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
 # Layers that act on each channel alone, so a channel subset passes through them unchanged.
@@ -53,7 +57,7 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     ignored = _ignored_names(model, options.ignore)
     recovery = _recovery_data(artifact, options, model) if options.recover else None
     progress(f"pruning {options.amount:.0%} of {'filters' if options.method == 'structured' else 'weights'}")
-    masks: list[tuple[Any, np.ndarray]] = []
+    masks: list[tuple[keras.Variable, np.ndarray]] = []
     if options.method == "structured":
         if options.importance == "taylor":
             raise BadInput("Taylor importance is implemented for PyTorch models", fix="use --importance l1 or l2")
@@ -91,7 +95,7 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     return report
 
 
-def unstructured_prune(model: Any, amount: float, ignored: set[str]) -> list[tuple[Any, np.ndarray]]:
+def unstructured_prune(model: keras.Model, amount: float, ignored: set[str]) -> list[tuple[keras.Variable, np.ndarray]]:
     """Zero the `amount` smallest-magnitude kernel weights across all layers; return (variable, mask) pairs."""
     kernels = [layer_kernel(layer) for layer in _weighted(model) if layer.name not in ignored]
     kernels = [k for k in kernels if k is not None]
@@ -108,7 +112,7 @@ def unstructured_prune(model: Any, amount: float, ignored: set[str]) -> list[tup
     return masks
 
 
-def structured_prune(model: Any, options: PruneOptions, ignored: set[str]) -> Any:
+def structured_prune(model: keras.Model, options: PruneOptions, ignored: set[str]) -> keras.Model:
     """A copy of a single-chain model with `amount` of each prunable layer's filters removed."""
     import keras
 
@@ -130,7 +134,9 @@ def structured_prune(model: Any, options: PruneOptions, ignored: set[str]) -> An
     return new_model
 
 
-def _slice_layer(layer: Any, keep: np.ndarray | None, options: PruneOptions | None) -> tuple[dict, list, Any]:
+def _slice_layer(
+    layer: keras.layers.Layer, keep: np.ndarray | None, options: PruneOptions | None
+) -> tuple[dict, list, Any]:
     """The layer's config and weights with input channels `keep`, and its own kept outputs."""
     kind, config = type(layer).__name__, layer.get_config()
     values = [np.asarray(v) for v in layer.get_weights()]
@@ -174,7 +180,7 @@ def _kept_channels(kernel: np.ndarray, options: PruneOptions) -> np.ndarray:
     return np.sort(np.argsort(-scores, kind="stable")[:count])
 
 
-def _chain_layers(model: Any) -> list[Any]:
+def _chain_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's layers if each one feeds only the next (Sequential-like), else a clear refusal."""
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     for previous, layer in zip([None, *layers], layers):
@@ -193,7 +199,7 @@ def _chain_layers(model: Any) -> list[Any]:
     return layers
 
 
-def _inbound_layers(layer: Any) -> list[Any]:
+def _inbound_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     nodes = getattr(layer, "_inbound_nodes", [])
     if not nodes:
         return []
@@ -204,7 +210,9 @@ def _inbound_layers(layer: Any) -> list[Any]:
 class KerasTrainable:
     """The recovery loop's view of a Keras model (TensorFlow backend)."""
 
-    def __init__(self, model: Any, lr: float, probabilities: bool, masks: list[tuple[Any, np.ndarray]]) -> None:
+    def __init__(
+        self, model: keras.Model, lr: float, probabilities: bool, masks: list[tuple[keras.Variable, np.ndarray]]
+    ) -> None:
         import keras
         import tensorflow as tf
 
@@ -241,14 +249,14 @@ class KerasTrainable:
         """Set Adam's learning rate."""
         self.optimizer.learning_rate.assign(lr)
 
-    def _logits(self, outputs: Any) -> Any:
+    def _logits(self, outputs: tensorflow.Tensor) -> tensorflow.Tensor:
         return self.tf.math.log(self.tf.maximum(outputs, 1e-8)) if self.probabilities else outputs
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> list[np.ndarray]:
         """Copies of all weights."""
         return [np.array(w) for w in self.model.get_weights()]
 
-    def restore(self, state: Any) -> None:
+    def restore(self, state: list[np.ndarray]) -> None:
         """Put a snapshot back."""
         self.model.set_weights(state)
 
@@ -267,23 +275,23 @@ class KerasTrainable:
             norm.momentum = momentum
 
 
-def _recovery_data(artifact: ModelArtifact, options: PruneOptions, model: Any) -> Any:
+def _recovery_data(artifact: ModelArtifact, options: PruneOptions, model: keras.Model) -> Any:
     images, labels, spec = load_images(artifact, options.recover, options.preprocess, options.seed, options.labels)
     teacher = lambda x: np.asarray(model(x, training=False))  # noqa: E731
     return split_data(images, labels, lambda x: batched(teacher, x), spec.layout, options.recover, options.seed)
 
 
-def _weighted(model: Any) -> list[Any]:
+def _weighted(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in leaf_layers(model) if type(layer).__name__ in WEIGHTED]
 
 
-def layer_kernel(layer: Any) -> Any:
+def layer_kernel(layer: keras.layers.Layer) -> keras.Variable:
     """The layer's kernel variable (depthwise_kernel for DepthwiseConv2D)."""
     depthwise = getattr(layer, "depthwise_kernel", None)  # Keras 2 name; Keras 3 calls it `kernel`
     return depthwise if depthwise is not None else layer.kernel
 
 
-def _ignored_names(model: Any, names: list[str]) -> set[str]:
+def _ignored_names(model: keras.Model, names: list[str]) -> set[str]:
     known = {layer.name for layer in leaf_layers(model)}
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -295,11 +303,11 @@ def _ignored_names(model: Any, names: list[str]) -> set[str]:
     return {weighted[-1].name} if weighted else set()
 
 
-def _channels(layer: Any) -> int:
+def _channels(layer: keras.layers.Layer) -> int:
     kernel = layer_kernel(layer)
     return int(kernel.shape[-2] if type(layer).__name__ == "DepthwiseConv2D" else kernel.shape[-1])
 
 
-def _layer_change(layer: Any, before: int) -> LayerChange:
+def _layer_change(layer: keras.layers.Layer, before: int) -> LayerChange:
     kernel = np.asarray(layer_kernel(layer))
     return LayerChange(layer.name, type(layer).__name__, before, _channels(layer), float(np.mean(kernel == 0)))

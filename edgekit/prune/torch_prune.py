@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,13 @@ from edgekit.loaders.torch_loader import build_arch, exported_program, import_to
 from edgekit.prune import LayerChange, PruneOptions, PruneReport
 from edgekit.prune.common import deflated_size, recover, write_sidecar
 from edgekit.prune.recover import load_images, looks_like_probabilities, split_data
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+    from edgekit.jsontypes import Json
 
 
 def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, progress: Callable[[str], None]):
@@ -55,7 +62,7 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     return report
 
 
-def trainable_module(artifact: ModelArtifact, load: LoadOptions) -> tuple[Any, dict[str, Any] | None, Format | None]:
+def trainable_module(artifact: ModelArtifact, load: LoadOptions) -> tuple[torch.nn.Module, Json | None, Format | None]:
     """An nn.Module with the file's weights, the architecture that built it, and the kind to write back.
 
     .pt2 and TorchScript files hold a traced graph, not editable layers, so their weights are loaded
@@ -87,7 +94,7 @@ def trainable_module(artifact: ModelArtifact, load: LoadOptions) -> tuple[Any, d
     return model.eval(), {"callable": arch, "kwargs": kwargs}, artifact.format
 
 
-def ignored_modules(model: Any, names: list[str]) -> list[Any]:
+def ignored_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
     """Modules kept whole: those named (or under a named prefix), else the last Linear/Conv (the head)."""
     torch = import_torch()
     modules = dict(model.named_modules())
@@ -104,7 +111,9 @@ def ignored_modules(model: Any, names: list[str]) -> list[Any]:
     return kept
 
 
-def structured_prune(model: Any, example: Any, options: PruneOptions, ignored: list[Any], recovery: Any) -> None:
+def structured_prune(
+    model: torch.nn.Module, example: torch.Tensor, options: PruneOptions, ignored: list[torch.nn.Module], recovery: Any
+) -> None:
     """Remove output channels (and everything that depends on them) with torch-pruning's MetaPruner."""
     try:
         import torch_pruning as tp
@@ -136,7 +145,7 @@ def structured_prune(model: Any, example: Any, options: PruneOptions, ignored: l
     model.zero_grad(set_to_none=True)
 
 
-def _taylor_gradients(model: Any, recovery: Any) -> None:
+def _taylor_gradients(model: torch.nn.Module, recovery: Any) -> None:
     torch = import_torch()
     model.zero_grad()
     inputs = torch.from_numpy(recovery.train[:64])
@@ -144,7 +153,7 @@ def _taylor_gradients(model: Any, recovery: Any) -> None:
     torch.nn.functional.cross_entropy(outputs, outputs.argmax(dim=1)).backward()
 
 
-def unstructured_prune(model: Any, amount: float, ignored: list[Any]) -> None:
+def unstructured_prune(model: torch.nn.Module, amount: float, ignored: list[torch.nn.Module]) -> None:
     """Zero the `amount` smallest-magnitude weights across all Conv2d/Linear layers (global L1)."""
     import_torch()
     from torch.nn.utils import prune as torch_prune
@@ -155,7 +164,7 @@ def unstructured_prune(model: Any, amount: float, ignored: list[Any]) -> None:
     torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=amount)
 
 
-def _make_permanent(model: Any) -> None:
+def _make_permanent(model: torch.nn.Module) -> None:
     from torch.nn.utils import prune as torch_prune
 
     for _, module in _prunable(model):
@@ -166,7 +175,7 @@ def _make_permanent(model: Any) -> None:
 class TorchTrainable:
     """The recovery loop's view of a torch model."""
 
-    def __init__(self, model: Any, lr: float, recovery: Any) -> None:
+    def __init__(self, model: torch.nn.Module, lr: float, recovery: Any) -> None:
         self.torch = import_torch()
         self.model = model
         self.optimizer = self.torch.optim.Adam(model.parameters(), lr=lr)
@@ -200,14 +209,14 @@ class TorchTrainable:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def _logits(self, outputs: Any) -> Any:
+    def _logits(self, outputs: torch.Tensor) -> torch.Tensor:
         return self.torch.log(outputs.clamp_min(1e-8)) if self.probabilities else outputs
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> dict[str, torch.Tensor]:
         """A deep copy of the state dict."""
         return copy.deepcopy(self.model.state_dict())
 
-    def restore(self, state: Any) -> None:
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
         """Load a snapshot back."""
         self.model.load_state_dict(state)
 
@@ -227,7 +236,7 @@ class TorchTrainable:
         self.model.eval()
 
 
-def _recovery_data(artifact: ModelArtifact, options: PruneOptions, model: Any) -> Any:
+def _recovery_data(artifact: ModelArtifact, options: PruneOptions, model: torch.nn.Module) -> Any:
     images, labels, spec = load_images(artifact, options.recover, options.preprocess, options.seed, options.labels)
     teacher = TorchTrainable(copy.deepcopy(model), 1e-3, None)
     return split_data(
@@ -239,7 +248,7 @@ def _batched(fn: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray) -> np.n
     return np.concatenate([fn(inputs[i : i + 32]) for i in range(0, len(inputs), 32)])
 
 
-def _save_like_input(model: Any, kind: Format | None, example: Any, output: Any) -> None:
+def _save_like_input(model: torch.nn.Module, kind: Format | None, example: torch.Tensor, output: Path) -> None:
     torch = import_torch()
     with atomic_path(output) as partial:
         if kind is Format.TORCHSCRIPT:
@@ -257,23 +266,23 @@ def _input_shape(artifact: ModelArtifact, load: LoadOptions) -> list[int]:
     return [1, *shape[1:]]
 
 
-def _prunable(model: Any) -> list[tuple[str, Any]]:
+def _prunable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     torch = import_torch()
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
 
 
-def _channels(module: Any) -> int:
+def _channels(module: torch.nn.Module) -> int:
     return int(module.weight.shape[0])
 
 
-def _layer_change(name: str, module: Any, before: int) -> LayerChange:
+def _layer_change(name: str, module: torch.nn.Module, before: int) -> LayerChange:
     weight = module.weight.detach()
     return LayerChange(
         name, type(module).__name__, before, _channels(module), float((weight == 0).float().mean().item())
     )
 
 
-def _macs(model: Any, example: Any) -> int:
+def _macs(model: torch.nn.Module, example: torch.Tensor) -> int:
     from edgekit.inspectors.framework_info import torch_macs
 
     torch = import_torch()
@@ -282,5 +291,5 @@ def _macs(model: Any, example: Any) -> int:
         return torch_macs(model, lambda: model(example)) or 0
 
 
-def _params(model: Any) -> int:
+def _params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))

@@ -31,6 +31,7 @@ from edgekit.validate import Limits, ValidationReport, compare_on_data
 
 if TYPE_CHECKING:
     from edgekit.board import Board
+    from edgekit.jsontypes import Json
 
 Progress = Callable[[str], None]
 # Fewest calibration images each activation-range method can work from: min-max needs a handful;
@@ -100,7 +101,7 @@ class QuantizeReport:
     output: Path | None
     target: str
     scheme: str
-    settings: dict[str, Any]
+    settings: Json
     float_bytes: int
     quant_bytes: int
     float_ms: float
@@ -121,7 +122,7 @@ class QuantizeReport:
         """The layers kept in float in the model reported."""
         return self.rounds[self.chosen].float_layers if self.rounds else []
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Json:
         """JSON form."""
         data = dataclasses.asdict(self)
         data.update(
@@ -268,7 +269,7 @@ def _budget_loop(
     backend: Backend,
     reference: Path,
     val: DataSource,
-    prep: Any,
+    prep: Preprocessing,
     options: QuantizeOptions,
     progress: Progress,
     board: Board | None = None,
@@ -396,7 +397,7 @@ def _closer(new: ValidationReport, best: ValidationReport) -> bool:
     return (new.passed, new.top1_agreement, -new.mean_kl) > (best.passed, best.top1_agreement, -best.mean_kl)
 
 
-def _timing_feed(val: DataSource, prep: Any) -> Callable[[Any], Any]:
+def _timing_feed(val: DataSource, prep: Preprocessing) -> Callable[[Any], Any]:
     """One validation image as each runner's input, for timing."""
     sample = next(iter(val))
     return lambda runner: sample.to_tensor(prep, runner.inputs()[0])

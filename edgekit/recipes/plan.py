@@ -5,7 +5,6 @@ recipe that ends in ONNX or float TFLite would otherwise fail at its last step, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from edgekit.devices import DeviceProfile
 from edgekit.formats import Format
@@ -19,7 +18,7 @@ class Deployed:
 
     index: int
     name: str
-    config: Any
+    config: object  # the producing step's typed config
     format: Format
 
 

@@ -10,12 +10,15 @@ import dataclasses
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.artifact import read_artifact
 from edgekit.errors import BadInput
 from edgekit.fsutil import atomic_path, size_of, write_bytes_atomic
 from edgekit.recipes.runner import MARKER
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 
 @dataclasses.dataclass
@@ -36,7 +39,7 @@ class ArtifactRow:
     accuracy: float | None = None
 
 
-def build_report(out: Path) -> dict[str, Any]:
+def build_report(out: Path) -> Json:
     """Collect the run in `out` into the report's JSON form."""
     markers = sorted(p for p in out.glob(f"*/{MARKER}") if p.parent.name[:2].isdigit())
     if not markers:
@@ -104,7 +107,7 @@ def write_report(out: Path) -> Path:
     return out / "report.md"
 
 
-def markdown(report: dict[str, Any], plot: Path | None) -> str:
+def markdown(report: Json, plot: Path | None) -> str:
     """The report as Markdown: the artifact table, where latency was measured, step timings, the plot."""
     lines = [f"# edgekit report: {report['recipe'].get('name', Path(report['run']).name)}", ""]
     recipe = report["recipe"]
@@ -142,7 +145,7 @@ def markdown(report: dict[str, Any], plot: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(report: dict[str, Any], target: Path) -> Path | None:
+def _plot(report: Json, target: Path) -> Path | None:
     """Latency (x) vs top-1 agreement (y), marker area proportional to file size."""
     try:
         import matplotlib

@@ -14,12 +14,17 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit import __version__
 from edgekit.fsutil import remove_path, sha256_of, write_bytes_atomic
 from edgekit.recipes import BUNDLED, Recipe
 from edgekit.recipes.steps import StepContext, StepOutcome, step_class
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
+    from edgekit.recipes import StepSpec
+    from edgekit.recipes.steps import Step
 
 MARKER = "step.json"
 
@@ -32,7 +37,7 @@ class StepRecord:
     name: str
     folder: Path
     output: Path | None
-    metrics: dict[str, Any]
+    metrics: Json
     seconds: float  # how long the step took when it actually ran
     reused: bool
     elapsed: float  # how long it took in this run (hash checks only, when reused)
@@ -109,7 +114,7 @@ def run_recipe(
     return RunResult(recipe, out, source, records, write_report(out))
 
 
-def _run_step(step: Any, spec: Any, key: str, context: StepContext) -> tuple[StepOutcome, float]:
+def _run_step(step: Step, spec: StepSpec, key: str, context: StepContext) -> tuple[StepOutcome, float]:
     """Run one step in a clean folder and commit it by writing its marker last."""
     folder = context.folder
     remove_path(folder)  # nothing from an earlier (maybe interrupted) run survives
@@ -155,7 +160,7 @@ def _artifact_sha(path: Path) -> str:
     return sha256_of(path) + (sha256_of(side) if side.is_file() else "")
 
 
-def _key(spec: Any, inputs: list[Path], data: dict[str, Path], recipe: Recipe, source_sha: str) -> str:
+def _key(spec: StepSpec, inputs: list[Path], data: dict[str, Path], recipe: Recipe, source_sha: str) -> str:
     payload = {
         "source": source_sha,
         "step": spec.name,

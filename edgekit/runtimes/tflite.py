@@ -18,6 +18,8 @@ from edgekit.preprocess import guess_layout
 from edgekit.runtimes import Runner, RunnerOptions, dequantize, quantize
 
 if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
+
     from edgekit.artifact import ModelArtifact
     from edgekit.devices import DeviceProfile
 
@@ -44,16 +46,16 @@ def find_interpreter() -> tuple[str, Any, str]:
 class TFLiteGraph:
     """A .tflite's own operators and tensors, read once (names decoded, so a damaged file fails here)."""
 
-    interpreter: Any
-    tensors: dict[int, dict[str, Any]]  # tensor index -> the interpreter's tensor details
-    ops: list[dict[str, Any]]
+    interpreter: Interpreter
+    tensors: dict[int, dict[str, object]]  # tensor index -> the interpreter's tensor details
+    ops: list[dict[str, object]]
 
 
 def read_graph(path: Any) -> TFLiteGraph:
     """The model's graph from an interpreter without XNNPACK, which would replace its operators by
     DELEGATE nodes. For reading the graph (inspect, the Edge TPU check), not for timing."""
     package, interpreter_class, _ = find_interpreter()
-    options: dict[str, Any] = {}
+    options: dict[str, object] = {}
     if package != "tensorflow":
         module = importlib.import_module(dict(INTERPRETERS)[package])
         options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -146,7 +148,7 @@ class TFLiteRunner(Runner):
         return loaded
 
     @staticmethod
-    def _spec(detail: dict[str, Any], stored: TensorSpec | None) -> TensorSpec:
+    def _spec(detail: dict[str, object], stored: TensorSpec | None) -> TensorSpec:
         shape = [int(d) if d > 0 else None for d in detail.get("shape_signature", detail["shape"])]
         scale, zero_point = detail.get("quantization", (0.0, 0))
         quantized = np.dtype(detail["dtype"]).kind in "iu" and scale

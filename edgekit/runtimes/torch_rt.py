@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +14,8 @@ from edgekit.preprocess import guess_layout
 from edgekit.runtimes import Runner, RunnerOptions
 
 if TYPE_CHECKING:
+    import torch
+
     from edgekit.artifact import ModelArtifact
     from edgekit.loaders import LoadOptions
 
@@ -54,7 +56,7 @@ class TorchRunner(Runner):
             TensorSpec(name=f"output_{i}", shape=list(o.shape), dtype="float32") for i, o in enumerate(probe)
         ]
 
-    def example_input(self) -> Any:
+    def example_input(self) -> torch.Tensor:
         """A zero tensor of the input shape, for exporters."""
         return self._torch.zeros(self._inputs[0].shape)
 

@@ -12,13 +12,16 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from edgekit.formats import Format
 from edgekit.schema import option
 
 if TYPE_CHECKING:
     from edgekit.board import Board
+    from edgekit.jsontypes import Json
+    from edgekit.loaders import LoadOptions
+    from edgekit.preprocess import PreprocessOverrides
     from edgekit.recipes import Recipe
 
 BoardOpencv = Literal["pip", "system"]
@@ -103,8 +106,8 @@ class StepOutcome:
     """A step's result: the model it wrote (if any) and the figures it measured."""
 
     output: Path | None = None
-    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
-    report: Any = None  # the library's full report (a command prints it)
+    metrics: Json = dataclasses.field(default_factory=dict)
+    report: object = None  # the library's full report (a command prints it)
     error: Exception | None = None  # set when the step ran but failed its check (printed, then raised)
 
 
@@ -119,21 +122,21 @@ class Step:
     acts_on_all = False  # True: reads every model so far (validate, bench)
 
     @classmethod
-    def accepts(cls, fmt: Format, config: Any) -> str | None:
+    def accepts(cls, fmt: Format, config: object) -> str | None:
         """None if the step can take a model of `fmt`, else why not."""
         return None
 
     @classmethod
-    def produces(cls, fmt: Format, config: Any) -> Format:
+    def produces(cls, fmt: Format, config: object) -> Format:
         """The format of the model this step writes from a `fmt` model."""
         return fmt
 
     @classmethod
-    def check(cls, config: Any, recipe: Recipe) -> list[str]:
+    def check(cls, config: object, recipe: Recipe) -> list[str]:
         """Problems with this config that types alone do not catch."""
         return []
 
-    def run(self, config: Any, context: StepContext) -> StepOutcome:
+    def run(self, config: object, context: StepContext) -> StepOutcome:
         """Do the work."""
         raise NotImplementedError
 
@@ -146,13 +149,13 @@ def step_class(name: str) -> type[Step]:
 
 def run_single_step(
     name: str,
-    config: Any,
+    config: object,
     model: Path,
     *,
     output: Path | None = None,
     models: list[Path] | None = None,
-    load: Any = None,
-    preprocess: Any = None,
+    load: LoadOptions | None = None,
+    preprocess: PreprocessOverrides | None = None,
     labels: Path | None = None,
     data: dict[str, Path | None] | None = None,
     count: int | None = 200,

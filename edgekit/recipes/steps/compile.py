@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgekit.formats import Format
 from edgekit.recipes.steps import Step, StepContext, StepOutcome
 from edgekit.schema import option
+
+if TYPE_CHECKING:
+    from edgekit.jsontypes import Json
 
 
 @dataclasses.dataclass
@@ -50,7 +53,7 @@ class CompileStep(Step):
                 fix="quantize with io_dtype uint8/int8 and keep every layer int8",
             )
         compiled = (report.compiler or {}).get("output_path")
-        metrics: dict[str, Any] = {
+        metrics: Json = {
             "ops": len(report.ops),
             "ops_on_edgetpu": report.tpu_ops,
             "fully_mapped": report.fully_mapped,

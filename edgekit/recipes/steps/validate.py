@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgekit.recipes.steps import BoardFields, Step, StepContext, StepOutcome
 from edgekit.schema import option
 
 if TYPE_CHECKING:
     from edgekit.board import Board
+    from edgekit.jsontypes import Json
     from edgekit.recipes import Recipe
+    from edgekit.runtimes import Runner
+    from edgekit.validate import Limits, ValidationReport
 
 
 @dataclasses.dataclass
@@ -35,7 +38,7 @@ class ValidateConfig(BoardFields):
     labels_csv: str | None = option(None, help="CSV of filename,label rows for the validation images.")
     threads: int | None = option(None, low=1, high=256, help="Runtime threads.")
 
-    def limits(self) -> Any:
+    def limits(self) -> Limits:
         """The Limits these options describe (single limits override the spec)."""
         from edgekit.validate import Limits
 
@@ -76,7 +79,7 @@ class ValidateStep(Step):
         from edgekit.validate import MemoRunner
 
         limits = config.limits()
-        metrics: dict[str, Any] = {"models": {}}
+        metrics: Json = {"models": {}}
         reports, failures = [], []
         board = config.open_board(context.device, context.progress)
         with open_runner(read_artifact(context.source), threads=config.threads, load=context.recipe.load) as opened:
@@ -95,14 +98,14 @@ class ValidateStep(Step):
 
     def _check(
         self,
-        model: Any,
+        model: Path,
         config: ValidateConfig,
         context: StepContext,
-        limits: Any,
-        reference: Any,
-        metrics: dict[str, Any],
+        limits: Limits,
+        reference: Runner,
+        metrics: Json,
         board: Board | None = None,
-    ) -> Any:
+    ) -> ValidationReport:
         """Validate one model and record its figures in `metrics`; return its ValidationReport."""
         from edgekit.convert.api import read_labels
         from edgekit.validate import validate_models

@@ -57,8 +57,11 @@ class DeviceProfile:
             raise BadInput(
                 f"device profile {origin} has unknown keys {unknown}", fix=f"keys: {', '.join(sorted(known))}"
             )
-        if data.get("runtime", "any") not in ("any", "tflite", "onnxruntime"):
-            raise BadInput(f"device profile {origin}: runtime must be any, tflite or onnxruntime", fix="fix the file")
+        from edgekit.formats import device_runtimes
+
+        runtimes = ["any", *device_runtimes()]
+        if data.get("runtime", "any") not in runtimes:
+            raise BadInput(f"device profile {origin}: runtime must be one of {', '.join(runtimes)}", fix="fix the file")
         return cls(**{k: v for k, v in data.items() if v is not None or k == "threads"})
 
 

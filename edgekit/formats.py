@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import zipfile
 from pathlib import Path
@@ -34,6 +35,38 @@ class Format(str, enum.Enum):
     def family(self) -> Family:
         """The framework family of this format."""
         return _FAMILY[self]
+
+    @property
+    def deployable(self) -> bool:
+        """True when a device runtime runs this format (ONNX, TFLite), not only its framework."""
+        return FAMILIES[self.family].device_format is self
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyBackend:
+    """How edgekit runs and reads one format family: the one registry line a new family adds."""
+
+    runtime: str  # the runtime's name in device profiles (runtime: onnxruntime) and messages
+    runner: str  # "module:Class" of its Runner (edgekit.runtimes)
+    inspector: str  # "module:function" of its inspector (edgekit.inspectors)
+    device_format: Format | None = None  # the format a device runtime runs; None for training frameworks
+
+
+FAMILIES: dict[Family, FamilyBackend] = {
+    Family.ONNX: FamilyBackend("onnxruntime", "edgekit.runtimes.onnxrt:OnnxRunner",
+                               "edgekit.inspectors.onnx_info:inspect_graph", Format.ONNX),
+    Family.TFLITE: FamilyBackend("tflite", "edgekit.runtimes.tflite:TFLiteRunner",
+                                 "edgekit.inspectors.tflite_info:inspect_graph", Format.TFLITE),
+    Family.TORCH: FamilyBackend("torch", "edgekit.runtimes.torch_rt:TorchRunner",
+                                "edgekit.inspectors.framework_info:inspect_torch"),
+    Family.KERAS: FamilyBackend("tensorflow", "edgekit.runtimes.keras_rt:KerasRunner",
+                                "edgekit.inspectors.framework_info:inspect_keras"),
+}  # fmt: skip
+
+
+def device_runtimes() -> dict[str, Format]:
+    """Runtime names a device profile may ask for, with the format each runs."""
+    return {b.runtime: b.device_format for b in FAMILIES.values() if b.device_format is not None}
 
 
 _FAMILY = {

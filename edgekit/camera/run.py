@@ -16,7 +16,6 @@ from edgekit.camera.loop import ClassifierLoop, FrameResult, LoopOptions, LoopSu
 from edgekit.camera.sources import CaptureSettings, FrameSource, open_source
 from edgekit.devices import DeviceProfile, load_profile
 from edgekit.errors import BadInput, DeviceUnavailable
-from edgekit.formats import Family
 from edgekit.fsutil import atomic_path, refuse_to_replace
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
 from edgekit.runtimes import Runner, open_runner
@@ -84,7 +83,7 @@ def plan_workers(
     if device.threads:  # a board's core count; more threads than this host has only thrash
         cores = min(cores, device.threads)
     throughput = not (source.live or options.realtime) and device.cpu_only
-    runtime_model = artifact.format.family in (Family.ONNX, Family.TFLITE)
+    runtime_model = artifact.format.deployable
     count = workers or (cores if throughput and runtime_model else 1)
     if threads is None:
         threads = max(1, cores // count) if count > 1 else min(loop_threads(), cores)

@@ -1,6 +1,6 @@
 """`inspect_model`: format, io, parameters, MACs, op histogram, weight precision, sidecar facts.
 
-One inspector module per format family, listed in INSPECTORS.
+One inspector module per format family, named in edgekit.formats.FAMILIES.
 """
 
 from __future__ import annotations
@@ -12,20 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.artifact import ModelArtifact, TensorSpec, read_artifact
-from edgekit.formats import Family
+from edgekit.formats import FAMILIES
 from edgekit.fsutil import size_of
 from edgekit.loaders import LoadOptions
 from edgekit.runtimes import open_runner
 
 if TYPE_CHECKING:
     from edgekit.jsontypes import Json
-
-INSPECTORS: dict[Family, str] = {
-    Family.ONNX: "edgekit.inspectors.onnx_info:inspect_graph",
-    Family.TFLITE: "edgekit.inspectors.tflite_info:inspect_graph",
-    Family.TORCH: "edgekit.inspectors.framework_info:inspect_torch",
-    Family.KERAS: "edgekit.inspectors.framework_info:inspect_keras",
-}
 
 
 @dataclasses.dataclass
@@ -80,7 +73,7 @@ class InspectReport:
 def inspect_model(path: Path, load: LoadOptions | None = None) -> InspectReport:
     """Open the model with its runner and read its graph facts."""
     artifact = read_artifact(path)
-    module_name, _, function = INSPECTORS[artifact.format.family].partition(":")
+    module_name, _, function = FAMILIES[artifact.format.family].inspector.partition(":")
     inspector = getattr(importlib.import_module(module_name), function)
     with open_runner(artifact, load=load) as runner:
         facts = inspector(artifact, runner)

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     import torch
 
     from edgekit.artifact import ModelArtifact
+    from edgekit.inspectors import GraphFacts
     from edgekit.runtimes import Runner
 
 
-def inspect_torch(artifact: ModelArtifact, runner: Runner) -> Any:
+def inspect_torch(artifact: ModelArtifact, runner: Runner) -> GraphFacts:
     """Count parameters and MACs of a torch model with forward hooks on Conv and Linear layers."""
 
     from edgekit.inspectors import GraphFacts
@@ -72,7 +73,7 @@ def graph_macs(graph: Any) -> int | None:
     return total if found else None
 
 
-def inspect_keras(artifact: ModelArtifact, runner: Runner) -> Any:
+def inspect_keras(artifact: ModelArtifact, runner: Runner) -> GraphFacts:
     """Count parameters and MACs of Conv2D/DepthwiseConv2D/Dense layers from their shapes."""
     from edgekit.inspectors import GraphFacts
 

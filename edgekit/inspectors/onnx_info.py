@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from onnx import NodeProto
 
     from edgekit.artifact import ModelArtifact
-    from edgekit.inspectors import InspectReport
+    from edgekit.inspectors import GraphFacts
     from edgekit.runtimes import Runner
 
 
-def inspect_graph(artifact: ModelArtifact, runner: Runner) -> InspectReport:
+def inspect_graph(artifact: ModelArtifact, runner: Runner) -> GraphFacts:
     """Read parameters, MACs, ops and weight dtypes of an ONNX file (needs the onnx package)."""
     from edgekit.inspectors import GraphFacts
 

@@ -9,11 +9,11 @@ import numpy as np
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact
-    from edgekit.inspectors import InspectReport
+    from edgekit.inspectors import GraphFacts
     from edgekit.runtimes import Runner
 
 
-def inspect_graph(artifact: ModelArtifact, runner: Runner) -> InspectReport:
+def inspect_graph(artifact: ModelArtifact, runner: Runner) -> GraphFacts:
     """Read parameters, MACs, ops and weight dtypes of a TFLite file."""
     from edgekit.inspectors import GraphFacts
     from edgekit.runtimes.tflite import read_graph

@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from edgekit.devices import DeviceProfile
-from edgekit.formats import Format
-
-RUNTIME_FORMATS = {"tflite": Format.TFLITE, "onnxruntime": Format.ONNX}
+from edgekit.formats import Format, device_runtimes
 
 
 @dataclasses.dataclass
@@ -27,7 +25,7 @@ def plan_problems(profile: DeviceProfile, deployed: Deployed | None) -> list[str
     if deployed is None:
         return []
     step = f"step {deployed.index + 1} ({deployed.name})"
-    needed = RUNTIME_FORMATS.get(profile.runtime)
+    needed = device_runtimes().get(profile.runtime)
     if (profile.constraints or {}).get("quantization") == "full-int8":
         problem = _full_int8_problem(profile, deployed, step, needed)
         return [problem] if problem else []

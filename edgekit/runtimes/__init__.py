@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.formats import Family
+from edgekit.formats import FAMILIES
 
 if TYPE_CHECKING:
     from edgekit.artifact import ModelArtifact, TensorSpec
@@ -76,15 +76,6 @@ class Runner(abc.ABC):
         self.close()
 
 
-# Format family -> "module:class". A new backend is one module plus one line here.
-RUNNERS: dict[Family, str] = {
-    Family.ONNX: "edgekit.runtimes.onnxrt:OnnxRunner",
-    Family.TFLITE: "edgekit.runtimes.tflite:TFLiteRunner",
-    Family.TORCH: "edgekit.runtimes.torch_rt:TorchRunner",
-    Family.KERAS: "edgekit.runtimes.keras_rt:KerasRunner",
-}
-
-
 def open_runner(
     artifact: ModelArtifact,
     *,
@@ -97,21 +88,19 @@ def open_runner(
     """Open `artifact` with the runner for its format family (options as in RunnerOptions)."""
     from edgekit.loaders import LoadOptions
 
-    if device is not None and device.runtime not in ("any", _RUNTIME_OF[artifact.format.family]):
+    backend = FAMILIES[artifact.format.family]  # the family registry: a new backend is one line there
+    if device is not None and device.runtime not in ("any", backend.runtime):
         from edgekit.errors import UnsupportedRoute
 
         raise UnsupportedRoute(
             f"device {device.name} runs {device.runtime} models, not {artifact.format.value}",
             fix=f"convert or quantize the model to {device.runtime} first",
         )
-    module_name, _, class_name = RUNNERS[artifact.format.family].partition(":")
+    module_name, _, class_name = backend.runner.partition(":")
     runner_class = getattr(importlib.import_module(module_name), class_name)
     runner = runner_class(artifact, RunnerOptions(threads, load or LoadOptions(), spin, device, allow_fallback))
     runner.artifact = artifact
     return runner
-
-
-_RUNTIME_OF = {Family.ONNX: "onnxruntime", Family.TFLITE: "tflite", Family.TORCH: "torch", Family.KERAS: "tensorflow"}
 
 
 def quantize(values: np.ndarray, spec: TensorSpec, dtype: np.dtype) -> np.ndarray:

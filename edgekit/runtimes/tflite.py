@@ -18,7 +18,9 @@ from edgekit.preprocess import guess_layout
 from edgekit.runtimes import Runner, RunnerOptions, dequantize, quantize
 
 if TYPE_CHECKING:
-    from ai_edge_litert.interpreter import Interpreter
+    from collections.abc import Callable
+
+    from ai_edge_litert.interpreter import Delegate, Interpreter
 
     from edgekit.artifact import ModelArtifact
     from edgekit.devices import DeviceProfile
@@ -73,21 +75,32 @@ def read_graph(path: Any) -> TFLiteGraph:
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
 
-def load_delegate(package: str, name: str, device: DeviceProfile | None) -> Any:
-    """Load a TFLite delegate by name; DeviceUnavailable saying what to install when it is absent."""
+def _edgetpu_library(device: DeviceProfile | None) -> str:
     import platform
 
-    if name == "edgetpu":
-        library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
-    elif name == "gpu":
-        library = (device.host.get("gpu_delegate") if device else None) or ""
-        if not library:
-            raise DeviceUnavailable(
-                "no TFLite GPU delegate library given (the Python wheels ship none)",
-                fix="build libtensorflowlite_gpu_delegate.so and set host.gpu_delegate in the profile",
-            )
-    else:
-        raise DeviceUnavailable(f"unknown TFLite delegate {name!r}", fix="use xnnpack, edgetpu or gpu")
+    return EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+
+
+def _gpu_library(device: DeviceProfile | None) -> str:
+    library = (device.host.get("gpu_delegate") if device else None) or ""
+    if not library:
+        raise DeviceUnavailable(
+            "no TFLite GPU delegate library given (the Python wheels ship none)",
+            fix="build libtensorflowlite_gpu_delegate.so and set host.gpu_delegate in the profile",
+        )
+    return str(library)
+
+
+# Delegate name in device profiles -> the shared library to load for it. A new delegate is one
+# function and one line here, plus the profile that names it. xnnpack is built into the interpreter.
+DELEGATES: dict[str, Callable[[DeviceProfile | None], str]] = {"edgetpu": _edgetpu_library, "gpu": _gpu_library}
+
+
+def load_delegate(package: str, name: str, device: DeviceProfile | None) -> Delegate:
+    """Load a TFLite delegate by name; DeviceUnavailable saying what to install when it is absent."""
+    if name not in DELEGATES:
+        raise DeviceUnavailable(f"unknown TFLite delegate {name!r}", fix=f"use xnnpack, {', '.join(DELEGATES)}")
+    library = DELEGATES[name](device)
     module = importlib.import_module(
         "tensorflow.lite.experimental" if package == "tensorflow" else dict(INTERPRETERS)[package]
     )
@@ -132,7 +145,7 @@ class TFLiteRunner(Runner):
         self._inputs = [self._spec(d, stored.get(d["name"])) for d in self._in_details]
         self._outputs = [self._spec(d, None) for d in self._out_details]
 
-    def _delegates(self, device: DeviceProfile | None, allow_fallback: bool) -> list[Any]:
+    def _delegates(self, device: DeviceProfile | None, allow_fallback: bool) -> list[Delegate]:
         """Load the device's non-default delegates (edgetpu, gpu); XNNPACK is built in."""
         loaded, self._delegate_names = [], []
         for name in device.delegates if device else []:

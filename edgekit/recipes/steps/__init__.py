@@ -187,4 +187,4 @@ def deployable(models: list[Path]) -> list[Path]:
     """The models a device runtime can run (ONNX and TFLite)."""
     from edgekit.formats import detect_format
 
-    return [m for m in models if detect_format(m) in (Format.ONNX, Format.TFLITE)]
+    return [m for m in models if detect_format(m).deployable]

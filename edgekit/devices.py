@@ -50,7 +50,7 @@ class DeviceProfile:
         except yaml.YAMLError as exc:
             raise BadInput(f"device profile {origin} is not valid YAML ({exc})", fix="fix the file") from exc
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            raise BadInput(f"device profile {origin} needs a mapping with a 'name'", fix="see edgekit/device_profiles")
+            raise BadInput(f"device profile {origin} needs a mapping with a 'name'", fix="see the profiles in devices/")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -67,7 +67,7 @@ class DeviceProfile:
 
 def builtin_profiles() -> dict[str, DeviceProfile]:
     """The profiles shipped with edgekit, by name."""
-    folder = resources.files("edgekit").joinpath("device_profiles")
+    folder = resources.files("edgekit.device_profiles")  # the top-level devices/ folder (see pyproject.toml)
     profiles = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):

@@ -79,3 +79,20 @@ def test_no_network_and_no_installs_at_run_time() -> None:
             relative.startswith("edgekit/cli/") or "fix=" in text
         ), f"{relative} mentions pip install outside an error message"
         assert '"install"' not in text, f"{relative} may run pip install"
+
+
+def test_the_wheel_lists_every_package_and_ships_the_top_level_device_profiles() -> None:
+    """The packages are listed (not found) so that devices/ can ship as edgekit.device_profiles; every
+    folder of edgekit/ with code or data must be in that list, or the wheel (and a board) would lack it."""
+    from edgekit.devices import builtin_profiles
+
+    setuptools = _pyproject()["tool"]["setuptools"]
+    on_disk = {
+        ".".join(folder.relative_to(ROOT).parts)
+        for folder in [ROOT / "edgekit", *(ROOT / "edgekit").rglob("*")]
+        if folder.is_dir() and folder.name != "__pycache__" and any(f.is_file() for f in folder.iterdir())
+    }
+    assert set(setuptools["packages"]) == on_disk | {"edgekit.device_profiles"}
+    assert setuptools["package-dir"] == {"edgekit.device_profiles": "devices"}
+    shipped = sorted(f"{name}.yaml" for name in builtin_profiles())
+    assert sorted(p.name for p in (ROOT / "devices").glob("*.yaml")) == shipped

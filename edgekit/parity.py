@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifact import Preprocessing
-from edgekit.errors import BadInput, DriftExceeded
-from edgekit.preprocess import image_to_tensor, list_images, load_image
+from edgekit.compare import paired_outputs
+from edgekit.data import Sample
+from edgekit.errors import DriftExceeded
+from edgekit.preprocess import list_images, load_image
 from edgekit.runtimes import Runner
 from edgekit.samples import random_crops, sample_photos
 
@@ -63,23 +65,12 @@ def parity_images(data: Path | None, count: int, seed: int = 0) -> list[np.ndarr
 
 
 def compare(source: Runner, result: Runner, prep: Preprocessing, images: list[np.ndarray]) -> list[OutputParity]:
-    """Run both runners on the same photos, each in its own input layout, and compare outputs."""
-    if len(source.outputs()) != len(result.outputs()):
-        raise BadInput(
-            f"source has {len(source.outputs())} outputs, result {len(result.outputs())}",
-            fix="compare models with the same outputs",
-        )
+    """Run both runners on the same photos (edgekit.compare) and measure each output's |Δ| and top-1."""
     diffs: list[list[np.ndarray]] = [[] for _ in source.outputs()]
     agree = np.zeros(len(source.outputs()))
-    for image in images:
-        ref = source.infer([image_to_tensor(image, prep, source.inputs()[0])])
-        got = result.infer([image_to_tensor(image, prep, result.inputs()[0])])
+    samples = [Sample(f"crop {index}", image=image) for index, image in enumerate(images)]
+    for _sample, ref, got in paired_outputs(source, result, prep, samples):
         for index, (a, b) in enumerate(zip(ref, got)):
-            if a.size != b.size:
-                raise BadInput(
-                    f"output {index} has {a.size} values in the source and {b.size} in the result",
-                    fix="compare models with the same outputs",
-                )
             a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
             diffs[index].append(np.abs(a.astype(np.float64) - b))
             agree[index] += float(np.mean(a.argmax(-1) == b.argmax(-1)))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.artifact import Preprocessing, read_artifact
+from edgekit.compare import paired_outputs
 from edgekit.data import DataSource
 from edgekit.errors import BadInput, DriftExceeded
 from edgekit.loaders import LoadOptions
@@ -150,18 +151,11 @@ def compare_on_data(
     worst: int = 5,
     labels: list[str] | None = None,
 ) -> ValidationReport:
-    """Run both models on every sample of `data` and measure the drift."""
+    """Run both models on every sample of `data` (edgekit.compare) and measure the drift of output 0."""
     meanings = (meaning_of(reference), meaning_of(candidate))
     acc = _Accumulator(labels, meanings)
-    for sample in data:
-        ref_out = reference.infer([sample.to_tensor(prep, reference.inputs()[0])])[0]
-        cand_out = candidate.infer([sample.to_tensor(prep, candidate.inputs()[0])])[0]
-        if ref_out.size != cand_out.size:
-            raise BadInput(
-                f"reference gives {ref_out.size} outputs and candidate {cand_out.size}",
-                fix="validate two versions of the same model",
-            )
-        acc.add(sample.name, sample.label, ref_out, cand_out, confidence)
+    for sample, ref_outs, cand_outs in paired_outputs(reference, candidate, prep, data):
+        acc.add(sample.name, sample.label, ref_outs[0], cand_outs[0], confidence)
     report = acc.report(worst, data.stats.skipped)
     report.output_meaning = {"reference": meanings[0].describe(), "candidate": meanings[1].describe()}
     return report

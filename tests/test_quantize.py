@@ -174,7 +174,7 @@ def test_validate_good_and_bad_candidates(tiny_onnx: Path, tmp_path: Path, crops
 def test_validate_refuses_models_with_different_outputs(
     tiny_onnx: Path, keras_models: dict[str, Path], crops: dict[str, Path]
 ) -> None:
-    with pytest.raises(BadInput, match="reference gives 10 outputs and candidate 5"):
+    with pytest.raises(BadInput, match="output 0 has 10 values in the reference and 5 in the candidate"):
         validate_models(tiny_onnx, keras_models["keras"], crops["val"], count=2)
 
 

@@ -61,3 +61,23 @@ def test_an_unknown_delegate_names_the_registered_ones(tiny_tflite: Path) -> Non
     with pytest.raises(DeviceUnavailable, match="unknown TFLite delegate 'nnapi'") as caught:
         open_runner(read_artifact(tiny_tflite), device=profile)
     assert "edgetpu" in caught.value.fix and "gpu" in caught.value.fix
+
+
+def test_parity_and_validate_are_one_engine(
+    tiny_tflite: Path, torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """Conversion parity and drift validation both pair outputs through edgekit.compare: on the same
+    real crops they see the same largest |Δ| between a model and its conversion."""
+    import shutil
+
+    from edgekit.data import DataSource
+    from edgekit.parity import compare
+    from edgekit.preprocess import PRESETS, list_images, load_image
+    from edgekit.validate import compare_on_data
+
+    files = [Path(shutil.copy(f, tmp_path)) for f in list_images(crops["val"])[:4]]
+    with open_runner(read_artifact(torch_models["pt2"])) as source, open_runner(read_artifact(tiny_tflite)) as result:
+        parity = compare(source, result, PRESETS["unit"], [load_image(f) for f in files])
+        drift = compare_on_data(source, result, PRESETS["unit"], DataSource(tmp_path))
+    assert drift.images == 4 and parity[0].top1_agreement == drift.top1_agreement
+    assert drift.max_abs_diff == pytest.approx(parity[0].max_abs_diff, rel=1e-6)

@@ -97,13 +97,63 @@ def _squeezenet_fire():  # SqueezeNet 1.1: MaxPool with ceil_mode=True, a fire m
     return Fire()
 
 
-@pytest.mark.parametrize("family", ["mixer", "convnext_block", "shufflenet_unit", "squeezenet_fire"])
+def _unet():  # UNet: encoder, 2x2 up-convolution, skip concat, bilinear and nearest upsampling
+    import torch
+    import torch.nn as nn
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc1, self.enc2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
+            self.pool, self.up = nn.MaxPool2d(2), nn.ConvTranspose2d(16, 8, 2, stride=2)
+            self.dec = nn.Conv2d(16, 8, 3, padding=1)
+            self.bilinear = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+            self.nearest = nn.Upsample(scale_factor=0.5, mode="nearest")
+            self.out = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            skip = torch.relu(self.enc1(x))
+            deep = torch.relu(self.enc2(self.pool(skip)))
+            y = torch.relu(self.dec(torch.cat([self.up(deep), skip], 1)))
+            return self.out(self.nearest(self.bilinear(y)))  # a 4-class segmentation map
+
+    return UNet()
+
+
+def _vit():  # ViT: patches, a class token, position embeddings, multi-head self-attention, GELU MLP
+    import torch
+    import torch.nn as nn
+
+    class ViT(nn.Module):
+        def __init__(self, dim: int = 32, heads: int = 4) -> None:
+            super().__init__()
+            self.heads, self.patch = heads, nn.Conv2d(3, dim, 16, 16)
+            self.cls, self.pos = nn.Parameter(torch.randn(1, 1, dim)), nn.Parameter(torch.randn(1, 17, dim) * 0.1)
+            self.norm1, self.norm2, self.qkv = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.Linear(dim, 3 * dim)
+            self.proj, self.head = nn.Linear(dim, dim), nn.Linear(dim, 10)
+            self.mlp = nn.Sequential(nn.Linear(dim, 64), nn.GELU(), nn.Linear(64, dim))
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            tokens = self.patch(x).flatten(2).transpose(1, 2)
+            tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1) + self.pos
+            b, n, c = tokens.shape
+            qkv = self.qkv(self.norm1(tokens)).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            attention = (q @ k.transpose(-2, -1) / (c // self.heads) ** 0.5).softmax(-1)
+            tokens = tokens + self.proj((attention @ v).transpose(1, 2).reshape(b, n, c))
+            tokens = tokens + self.mlp(self.norm2(tokens))
+            return self.head(tokens[:, 0])
+
+    return ViT()
+
+
+@pytest.mark.parametrize("family", ["mixer", "convnext_block", "shufflenet_unit", "squeezenet_fire", "unet", "vit"])
 def test_family_converts_to_tflite_with_parity(family: str, tmp_path: Path) -> None:
     import torch
 
     torch.manual_seed(0)
     makers = {"mixer": _mixer, "convnext_block": _convnext_block, "shufflenet_unit": _shufflenet_unit,
-              "squeezenet_fire": _squeezenet_fire}  # fmt: skip
+              "squeezenet_fire": _squeezenet_fire, "unet": _unet, "vit": _vit}  # fmt: skip
     model = makers[family]().eval()
     source = tmp_path / f"{family}.pt2"
     torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(source))

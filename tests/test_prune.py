@@ -82,6 +82,34 @@ def test_structured_state_dict_round_trips(torch_models: dict[str, Path], tmp_pa
     assert inspect_model(output).facts.params == report.params_after
 
 
+def test_a_pt2_without_its_code_prunes_like_its_architecture(
+    torch_models: dict[str, Path], photos_dir: Path, tmp_path: Path
+) -> None:
+    """A .pt2 with no sidecar and no --arch: its convolutions, batch norms and linears are rebuilt from
+    the exported graph under their own names; pruning picks the same channels as with the code, writes a
+    .pt2 that converts, and trains back (recovery needs train/eval)."""
+    import shutil
+
+    import torch
+
+    bare = Path(shutil.copy(torch_models["pt2"], tmp_path / "bare.pt2"))  # the file alone, no sidecar
+    load = LoadOptions()  # the input shape too comes from the exported program
+    lifted = prune_model(bare, PruneOptions(amount=0.5, round_to=4, output=tmp_path / "lifted.pt2"), load)
+    coded = prune_model(torch_models["pt2"], PruneOptions(amount=0.5, round_to=4, output=tmp_path / "coded.pt2"),
+                        TINY_LOAD)  # fmt: skip
+    assert [layer.name for layer in lifted.layers] == [layer.name for layer in coded.layers]
+    assert lifted.macs_after == coded.macs_after < 0.6 * lifted.macs_before
+    x = torch.randn(TINY_SHAPE)
+    outputs = [torch.export.load(str(path)).module()(x) for path in (lifted.output, coded.output)]
+    assert torch.equal(outputs[0], outputs[1])
+    onnx = convert_model(lifted.output, ConvertOptions(Format.ONNX, output=tmp_path / "lifted.onnx", check_images=2))
+    assert onnx.parity.passed
+    recover = RecoverOptions("distill", photos_dir, epochs=1, batch_size=4)
+    trained = prune_model(bare, PruneOptions(amount=0.5, round_to=4, recover=recover, output=tmp_path / "r.pt2",
+                                            preprocess=PreprocessOverrides(preset="unit")), load)  # fmt: skip
+    assert len(trained.history) == 1
+
+
 def test_torchscript_in_torchscript_out(torch_models: dict[str, Path], tmp_path: Path) -> None:
     output = tmp_path / "tiny.pruned.pt"
     report = prune_model(torch_models["torchscript"], PruneOptions(amount=0.5, round_to=4, output=output), TINY_LOAD)

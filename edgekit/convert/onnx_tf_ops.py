@@ -559,8 +559,8 @@ def resize(node: NodeProto, inputs: list[Value | None], attrs: Attrs, tf: Module
     data = nhwc(tf, x)
     height, width = int(data.shape[1]), int(data.shape[2])
     size = _resize_size(node, inputs, attrs, height, width)
-    resize_fn = tf.compat.v1.image.resize_nearest_neighbor if mode == "nearest" else tf.compat.v1.image.resize_bilinear
-    y = resize_fn(data, size, align_corners=flags[0], half_pixel_centers=flags[1])
+    resize_fn = tf.raw_ops.ResizeNearestNeighbor if mode == "nearest" else tf.raw_ops.ResizeBilinear
+    y = resize_fn(images=data, size=size, align_corners=flags[0], half_pixel_centers=flags[1])
     return [Value(y, nhwc=True)]
 
 

@@ -5,13 +5,14 @@ input's kind (.pt2, TorchScript or state dict)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.artifact import ModelArtifact
+from edgekit.artifact import ModelArtifact, TensorSpec
 from edgekit.errors import BadInput, MissingDependency
 from edgekit.formats import Format
 from edgekit.fsutil import atomic_path
@@ -36,6 +37,8 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     torch.manual_seed(options.seed)
     model, arch, kind = trainable_module(artifact, load)
     example = torch.zeros(_input_shape(artifact, load))
+    if not artifact.inputs:  # recovery reads images in the model's input shape
+        artifact = dataclasses.replace(artifact, inputs=[TensorSpec("input", list(example.shape), layout="NCHW")])
     macs_before, params_before = _macs(model, example), _params(model)
     ignored = ignored_modules(model, options.ignore)
     recovery = _recovery_data(artifact, options, model) if options.recover else None
@@ -66,7 +69,8 @@ def trainable_module(artifact: ModelArtifact, load: LoadOptions) -> tuple[torch.
     """An nn.Module with the file's weights, the architecture that built it, and the kind to write back.
 
     .pt2 and TorchScript files hold a traced graph, not editable layers, so their weights are loaded
-    into the architecture (from --arch or the sidecar). The kind is None for a pickled module,
+    into the architecture (from --arch or the sidecar); a .pt2 without one has its layers rebuilt from
+    the graph itself (edgekit.prune.lift). The kind is None for a pickled module,
     which is written back as .pt2 rather than as another pickle.
     """
     torch = import_torch()
@@ -80,6 +84,10 @@ def trainable_module(artifact: ModelArtifact, load: LoadOptions) -> tuple[torch.
             ({"callable": arch, "kwargs": kwargs} if arch else None),
             (Format.TORCH_CHECKPOINT if arch else None),
         )
+    if arch is None and artifact.format is Format.PT2:
+        from edgekit.prune.lift import lift_exported_program
+
+        return lift_exported_program(artifact.path), None, Format.PT2  # no code needed: layers from the graph
     if arch is None:
         raise BadInput(
             f"{artifact.path} is {artifact.format.value}: a traced graph without editable layers",
@@ -261,9 +269,21 @@ def _save_like_input(model: torch.nn.Module, kind: Format | None, example: torch
 
 def _input_shape(artifact: ModelArtifact, load: LoadOptions) -> list[int]:
     shape = list(load.input_shape or (artifact.inputs[0].shape if artifact.inputs else []))
+    if not shape and artifact.format is Format.PT2:  # an exported program records its example's shape
+        placeholders = [n for n in exported_program(artifact.path).graph.nodes if n.op == "placeholder"]
+        values = [n.meta.get("val") for n in placeholders if n.name in _user_inputs(artifact.path)]
+        shape = list(values[0].shape) if values and values[0] is not None else []
     if not shape or any(d is None for d in shape[1:]):
         raise BadInput(f"{artifact.path.name} records no full input shape", fix="pass --input-shape 1,3,224,224")
     return [1, *shape[1:]]
+
+
+def _user_inputs(path: Path) -> set[str]:
+    """The exported program's placeholders that are inputs, not lifted weights or buffers."""
+    from torch.export.graph_signature import InputKind
+
+    signature = exported_program(path).graph_signature
+    return {spec.arg.name for spec in signature.input_specs if spec.kind == InputKind.USER_INPUT}
 
 
 def _prunable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:

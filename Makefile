@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean
+.PHONY: setup demo test test-zoo lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check edgekit tests benchmarks scripts
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not heavy"
+
+# The large Keras applications of the model zoo (DenseNet121, NASNetMobile, ResNet50V2, ConvNeXtTiny).
+test-zoo: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m heavy
 
 lint: setup
 	$(PY) -m ruff check edgekit tests benchmarks scripts

@@ -14,6 +14,7 @@ from edgekit.formats import Format
 from edgekit.preprocess import PreprocessOverrides
 from tests.zoo_models import (
     KERAS_APPLICATIONS,
+    KERAS_HEAVY,
     KERAS_SIZE,
     SIZE,
     TORCH_FAMILIES,
@@ -71,7 +72,10 @@ def keras_zoo_crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return {"calib": folder / "calib", "val": folder / "val"}
 
 
-@pytest.mark.parametrize("application", list(KERAS_APPLICATIONS))
+@pytest.mark.parametrize(
+    "application",
+    [pytest.param(name, marks=pytest.mark.heavy) if name in KERAS_HEAVY else name for name in KERAS_APPLICATIONS],
+)
 def test_keras_application_converts_to_onnx_and_tflite_and_quantizes(
     application: str, keras_zoo_crops: dict[str, Path], tmp_path: Path
 ) -> None:

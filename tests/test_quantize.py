@@ -266,3 +266,17 @@ def test_settings_record_the_calibration_images_used(
     options = QuantizeOptions(calib=folder, calib_count=200, val=crops["val"], output=tmp_path / "q.onnx")
     report = quantize_model(torch_models["pt2"], options)
     assert report.settings["calibration_count"] == 24 and report.settings["calibration_skipped"] == 1
+
+
+def test_tflite_drift_names_the_source_layer_not_the_op_scope() -> None:
+    """TFLite tensor names end in op scopes ('batchnorm', '_swish_1'); the evidence names the deepest
+    scope that is a layer of the source (a Keras layer, or a torch module via the translator's scopes)."""
+    from edgekit.quantize.tflite_quant import source_layer
+
+    keras_layers = {name: name for name in ("block_1_expand_BN", "block_2_expand_BN", "mobilenetv2_1.00_160")}
+    for block in (1, 2):
+        tensor = f"functional/mobilenetv2_1.00_160/block_{block}_expand_BN/batchnorm/add_1;other/scope"
+        assert source_layer(tensor, keras_layers) == f"block_{block}_expand_BN"
+    torch_scopes = {"n_blocks.2._expand_conv": "_blocks.2._expand_conv"}
+    assert source_layer("n_blocks.2._expand_conv/n_blocks.2._swish_1/mul", torch_scopes) == "_blocks.2._expand_conv"
+    assert source_layer("model/dense/MatMul", {}) == "dense"

@@ -294,6 +294,9 @@ KERAS_APPLICATIONS: dict[str, tuple[str, dict[str, object]]] = {
     "ResNet50V2": ("ResNet50V2", {}),
     "ConvNeXtTiny": ("ConvNeXtTiny", {}),
 }
+# 4-8 minutes each through both conversions and quantize on 2 cores: `make test` leaves them to
+# `make test-zoo` and `make bench-zoo` (pytest -m heavy runs them too).
+KERAS_HEAVY = ("DenseNet121", "NASNetMobile", "ResNet50V2", "ConvNeXtTiny")
 
 
 def _crops(count: int, size: int) -> np.ndarray:

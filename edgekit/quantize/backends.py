@@ -204,6 +204,9 @@ class TFLiteBackend(Backend):
             if fmt is Format.SAVED_MODEL:
                 return lambda: tf.lite.TFLiteConverter.from_saved_model(str(self.source))
             model = _fixed_batch(load_keras_model(self.source, fmt))
+            from edgekit.inspectors.framework_info import leaf_layers
+
+            self.names = {layer.name: layer.name for layer in leaf_layers(model)}  # Keras layers by name
             return lambda: tf.lite.TFLiteConverter.from_keras_model(model)
         onnx_path = self.source if fmt is Format.ONNX else self._float_onnx()
         folded = fold_constants(onnx_path, None)

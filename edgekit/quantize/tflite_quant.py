@@ -75,16 +75,20 @@ def layer_drift(
         if scale <= 0:
             continue
         name = row["tensor_name"]
-        scope = _scope(name)
-        source = (names or {}).get(scope, scope)
+        source = source_layer(name, names or {})
         layers.append(LayerDrift(name, source, row.get("op_name", ""), None, float(np.sqrt(mse) / scale)))
     return sorted(layers, key=lambda layer: -layer.score)
 
 
-def _scope(tensor_name: str) -> str:
-    """'model/block_3_depthwise/depthwise;...' -> 'block_3_depthwise' (the Keras layer or ONNX node scope)."""
+def source_layer(tensor_name: str, names: dict[str, str]) -> str:
+    """The source layer a TFLite tensor comes from: the deepest part of its name scope that is a known
+    layer ('model/mobilenetv2/block_1_expand_BN/batchnorm/add_1' -> 'block_1_expand_BN', not the op
+    scope 'batchnorm'), else the part before the op name."""
     first = tensor_name.split(";")[0]
     parts = [p for p in first.split("/") if p and not p.startswith(("PartitionedCall", "StatefulPartitionedCall"))]
+    for part in reversed(parts):
+        if part in names:
+            return names[part]
     return parts[-2] if len(parts) >= 2 else (parts[0] if parts else tensor_name)
 
 

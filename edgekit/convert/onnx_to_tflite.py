@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.artifact import TensorSpec
+from edgekit.convert import onnx_tf_index_ops  # noqa: F401  (registers Resize, ConvTranspose, Slice, Gather)
 from edgekit.convert.onnx_names import tf_scope
 from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value, nchw
 from edgekit.convert.tflite_converter import run_converter

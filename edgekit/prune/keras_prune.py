@@ -17,7 +17,7 @@ from edgekit.formats import Format
 from edgekit.fsutil import atomic_path
 from edgekit.inspectors.framework_info import keras_macs, leaf_layers
 from edgekit.loaders import LoadOptions
-from edgekit.loaders.keras_loader import load_keras_model
+from edgekit.loaders.keras_loader import import_tf, load_keras_model
 from edgekit.prune import LayerChange, PruneOptions, PruneReport
 from edgekit.prune.common import deflated_size, recover, write_sidecar
 from edgekit.prune.recover import batched, load_images, looks_like_probabilities, split_data
@@ -48,6 +48,7 @@ CHANNELWISE = {
 
 def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, progress: Callable[[str], None]):
     """Prune the Keras model described by `artifact`; write it (.keras or .h5 as the input) and its sidecar."""
+    import_tf()  # TensorFlow first, with its start-up notices kept off stderr (-v shows them)
     import keras
 
     started = time.perf_counter()

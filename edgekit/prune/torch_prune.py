@@ -270,19 +270,20 @@ def _save_like_input(model: torch.nn.Module, kind: Format | None, example: torch
 def _input_shape(artifact: ModelArtifact, load: LoadOptions) -> list[int]:
     shape = list(load.input_shape or (artifact.inputs[0].shape if artifact.inputs else []))
     if not shape and artifact.format is Format.PT2:  # an exported program records its example's shape
-        placeholders = [n for n in exported_program(artifact.path).graph.nodes if n.op == "placeholder"]
-        values = [n.meta.get("val") for n in placeholders if n.name in _user_inputs(artifact.path)]
+        program = exported_program(artifact.path)
+        inputs = _user_inputs(program)
+        values = [n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder" and n.name in inputs]
         shape = list(values[0].shape) if values and values[0] is not None else []
     if not shape or any(d is None for d in shape[1:]):
         raise BadInput(f"{artifact.path.name} records no full input shape", fix="pass --input-shape 1,3,224,224")
     return [1, *shape[1:]]
 
 
-def _user_inputs(path: Path) -> set[str]:
+def _user_inputs(program: torch.export.ExportedProgram) -> set[str]:
     """The exported program's placeholders that are inputs, not lifted weights or buffers."""
     from torch.export.graph_signature import InputKind
 
-    signature = exported_program(path).graph_signature
+    signature = program.graph_signature
     return {spec.arg.name for spec in signature.input_specs if spec.kind == InputKind.USER_INPUT}
 
 

@@ -264,9 +264,17 @@ def test_cli_model_without_prunable_layers(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-def test_cli_pt2_without_arch_says_how(tmp_path: Path, torch_models: dict[str, Path]) -> None:
-    result = CliRunner().invoke(cli, ["prune", str(torch_models["pt2"]), "--amount", "0.3"])
-    assert result.exit_code == 3 and "--arch" in result.output
+def test_cli_torchscript_without_arch_says_how_and_a_pt2_needs_none(
+    tmp_path: Path, torch_models: dict[str, Path]
+) -> None:
+    """TorchScript's traced graph is not rebuilt into layers: --arch is named. A .pt2 prunes as it is."""
+    result = CliRunner().invoke(cli, ["prune", str(torch_models["torchscript"]), "--amount", "0.3",
+                                      "--input-shape", "1,3,32,32", "-o", str(tmp_path / "t.pt")])  # fmt: skip
+    assert result.exit_code == 3 and "--arch" in result.stderr
+    result = CliRunner().invoke(
+        cli, ["prune", str(torch_models["pt2"]), "--amount", "0.3", "-o", str(tmp_path / "p.pt2")]
+    )
+    assert result.exit_code == 0 and (tmp_path / "p.pt2").is_file(), result.output
 
 
 def test_cli_prunes_and_prints_json(torch_models: dict[str, Path], tmp_path: Path) -> None:

@@ -25,15 +25,19 @@ from tests.zoo_models import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def zoo_crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """48 calibration and 48 validation crops at the torch families' input size."""
+def _calibration_and_validation(folder: Path, size: int, seed: int) -> dict[str, Path]:
+    """48 calibration and 48 validation crops of the real photos at `size`, disjoint seeds."""
     from edgekit.samples import write_crops
 
-    folder = tmp_path_factory.mktemp("zoo-crops")
-    write_crops(folder / "calib", 48, seed=11, size=SIZE)
-    write_crops(folder / "val", 48, seed=12, size=SIZE)
+    for offset, part in enumerate(("calib", "val")):
+        write_crops(folder / part, 48, seed=seed + offset, size=size)
     return {"calib": folder / "calib", "val": folder / "val"}
+
+
+@pytest.fixture(scope="module")
+def zoo_crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Crops at the torch families' input size."""
+    return _calibration_and_validation(tmp_path_factory.mktemp("zoo-crops"), SIZE, seed=11)
 
 
 @pytest.mark.parametrize("family", list(TORCH_FAMILIES))
@@ -63,13 +67,8 @@ def test_torch_family_converts_to_onnx_and_tflite_and_quantizes(
 
 @pytest.fixture(scope="module")
 def keras_zoo_crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """32 calibration and 48 validation crops at the Keras applications' input size."""
-    from edgekit.samples import write_crops
-
-    folder = tmp_path_factory.mktemp("keras-zoo-crops")
-    write_crops(folder / "calib", 32, seed=13, size=KERAS_SIZE)
-    write_crops(folder / "val", 48, seed=14, size=KERAS_SIZE)
-    return {"calib": folder / "calib", "val": folder / "val"}
+    """Crops at the Keras applications' input size."""
+    return _calibration_and_validation(tmp_path_factory.mktemp("keras-zoo-crops"), KERAS_SIZE, seed=13)
 
 
 @pytest.mark.parametrize(

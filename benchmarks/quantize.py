@@ -172,7 +172,7 @@ def timed(name: str, path: Path, make: Callable[[], Any]) -> Candidate | None:
 
 def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> list[Candidate]:
     """edgekit with neither weight rounding nor bias correction, with bias correction only, its default
-    (both), and its 95% budget tuned on the tuning crops."""
+    (both), its 95% budget tuned on the tuning crops, and (TFLite) the opt-in range selection."""
     suffix = f".{fmt.value}"
     runs: dict[str, dict[str, Any]] = {
         "edgekit --no-weight-rounding --no-bias-correction": {"bias_correction": False, "weight_rounding": False},
@@ -180,6 +180,8 @@ def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, cons
         "edgekit quantize (default)": {},
         "edgekit --max-drift 0.95 --val tune": {"budget": Limits(min_agreement=0.95)},
     }
+    if fmt is Format.TFLITE:  # opt-in: activation ranges chosen by output effect (TFLite only)
+        runs["edgekit --range-selection"] = {"range_selection": True}
     result = []
     for index, (name, flags) in enumerate(runs.items()):
         options = QuantizeOptions(

@@ -30,6 +30,9 @@ COMMANDS = {
 }
 
 
+INTERRUPTED = 130  # the shell's exit status for Ctrl-C (128 + SIGINT)
+
+
 class EdgekitClickError(click.ClickException):
     """A ClickException printed as `edgekit: <message>` with edgekit's exit code."""
 
@@ -78,7 +81,7 @@ class LazyGroup(click.Group):
                 raise EdgekitClickError(_os_error_line(disk) or str(disk), 3, _trace(ctx)) from exc
             raise EdgekitClickError(exc.line(), exc.exit_code, _trace(ctx)) from exc
         except KeyboardInterrupt:
-            raise EdgekitClickError("interrupted; no partial output was kept", 130, None) from None
+            raise EdgekitClickError("interrupted; no partial output was kept", INTERRUPTED, None) from None
         except OSError as exc:
             line = _os_error_line(exc)
             if line is None:
@@ -146,4 +149,14 @@ def main() -> None:
     if "-v" not in sys.argv[1:2] and "--verbose" not in sys.argv[1:2]:
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
         os.environ.setdefault("EDGEKIT_QUIET_IMPORTS", "1")
-    cli.main(prog_name="edgekit", args=sys.argv[1:])
+    try:
+        cli.main(prog_name="edgekit", args=sys.argv[1:])
+    except SystemExit as exc:
+        if exc.code != INTERRUPTED:
+            raise
+        # Ctrl-C can land while TensorFlow's or onnxruntime's threads are mid-call; their destructors at
+        # interpreter exit then crashed now and then (SIGSEGV instead of exit 130). The partial output
+        # is already removed and the message printed, so leave without running them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)

@@ -22,6 +22,8 @@ from edgekit.quantize.onnx_rounding import Rounding, round_weights
 from edgekit.quantize.onnx_sensitivity import output_effect
 from edgekit.quantize.tflite_bias import correct_tflite_biases
 from edgekit.quantize.tflite_compact import share_identical_vectors
+from edgekit.quantize.tflite_ranges import SAMPLES as RANGE_SAMPLES
+from edgekit.quantize.tflite_ranges import RangeSelection, select_ranges
 from edgekit.quantize.tflite_rounding import round_tflite_weights
 from edgekit.runtimes import open_runner
 
@@ -192,6 +194,8 @@ class TFLiteBackend(Backend):
         self._float: bytes | None = None
         self._softmax: list[str] | None = None
         self.unexpected_float: dict[Path, list[str]] = {}  # ops left in float that no one asked for
+        self.ranges: dict[Path, RangeSelection] = {}  # per quantized file
+        self._ranges_chosen: dict[str, float] = {}  # the first round's choice, reused by budget rounds
 
     def _converter_factory(self) -> Any:
         from edgekit.convert.onnx_names import source_name, tf_scope
@@ -254,6 +258,11 @@ class TFLiteBackend(Backend):
                 data, self.corrections[target] = correct_tflite_biases(
                     self._float_flatbuffer(), data, samples, self.progress
                 )
+        if self.options.scheme == "int8" and self.options.range_selection:
+            samples = [t.astype(np.float32) for t in tensors(self.calibration(RANGE_SAMPLES), self.prep, self.spec)]
+            data, self.ranges[target] = select_ranges(
+                self._float_flatbuffer(), data, samples, self.progress, self.options.threads, self._ranges_chosen
+            )
         target.write_bytes(share_identical_vectors(data))
         if float_layers or softmax:  # float kernels were allowed: say if any op used them unasked
             self.unexpected_float[target] = tflite_quant.float_ops(target, float_layers + softmax)
@@ -310,6 +319,7 @@ class TFLiteBackend(Backend):
                 kernels="TFLite int8 (XNNPACK on CPU)",
                 bias_correction=self.correction_of(candidate),
                 weight_rounding=self.rounding_of(candidate),
+                range_selection=dataclasses.asdict(self.ranges[candidate]) if candidate in self.ranges else None,
                 file_layout="identical quantization vectors stored once (outputs checked bit-identical)",
             )
         return settings

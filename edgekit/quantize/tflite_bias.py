@@ -26,15 +26,17 @@ def correct_tflite_biases(
 ) -> tuple[bytes, BiasCorrection]:
     """`quant_model` with corrected int32 biases, and what was done; `samples` are float inputs."""
     started = time.perf_counter()
-    data = _own_bias_buffers(quant_model)
-    targets = _targets(_interpreter(bytes(data)), _interpreter(float_model), data)
+    data = own_bias_buffers(quant_model)
+    targets = _targets(reference_interpreter(bytes(data)), reference_interpreter(float_model), data)
     if not targets or not samples:
         return quant_model, BiasCorrection(0, len(samples), time.perf_counter() - started, 0.0)
-    float_outputs = _collect(_interpreter(float_model), [t.float_tensor for t in targets], samples, np.float16)
+    float_outputs = collect_tensors(
+        reference_interpreter(float_model), [t.float_tensor for t in targets], samples, np.float16
+    )
     shifts = []
     for index, target in enumerate(targets):
         progress(f"bias correction: layer {index + 1} of {len(targets)}")
-        quant = _collect(_interpreter(bytes(data)), [target.quant_tensor], samples, np.float32)
+        quant = collect_tensors(reference_interpreter(bytes(data)), [target.quant_tensor], samples, np.float32)
         shift = mean_shift([q[0] for q in quant], [f[index] for f in float_outputs], target.kept_range, -1)
         corrected = np.clip(np.round(target.bias - shift / target.bias_scale), -(2**31), 2**31 - 1)
         target.bias[:] = corrected.astype(np.int32)
@@ -52,10 +54,12 @@ class _Target:
         self.bias_scale, self.kept_range = bias_scale, kept
 
 
-def _own_bias_buffers(model: bytes) -> bytearray:
+def own_bias_buffers(model: bytes, rewrite: bool = False) -> bytearray:
     """The model with every int32 bias of a weighted op in a buffer of its own: the converter stores
     equal constants once (all-zero biases of an untrained or bias-free net share one buffer), and a
-    correction of one must not move the others."""
+    correction of one must not move the others. With `rewrite` the file is written again even when
+    no buffer was shared, which also gives every tensor quantization vectors of its own (a file from
+    share_identical_vectors stores equal scales once)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     from edgekit.quantize.tflite_compact import pack_model
@@ -81,10 +85,10 @@ def _own_bias_buffers(model: bytes) -> bytearray:
             tensor.buffer = len(unpacked.buffers) - 1
             users[tensor.buffer] = 1
             copied = True
-    return bytearray(pack_model(unpacked, len(model))) if copied else bytearray(model)
+    return bytearray(pack_model(unpacked, len(model))) if copied or rewrite else bytearray(model)
 
 
-def _interpreter(model: bytes):
+def reference_interpreter(model: bytes):
     from edgekit.runtimes.tflite import INTERPRETERS, find_interpreter
 
     package, interpreter_class, _ = find_interpreter()
@@ -137,7 +141,7 @@ def _targets(quant, reference, data: bytearray) -> list[_Target]:
     return targets
 
 
-def _collect(interpreter, tensors: list[int], samples: list[np.ndarray], store: type) -> list[list[np.ndarray]]:
+def collect_tensors(interpreter, tensors: list[int], samples: list[np.ndarray], store: type) -> list[list[np.ndarray]]:
     """The listed tensors (dequantized) for every sample."""
     from edgekit.artifact import TensorSpec
     from edgekit.runtimes import dequantize, quantize
@@ -157,4 +161,28 @@ def _collect(interpreter, tensors: list[int], samples: list[np.ndarray], store: 
             value = dequantize(raw, TensorSpec("", [], scale=s, zero_point=z)) if s else raw.astype(np.float32)
             outputs.append(value.astype(store))
         results.append(outputs)
+    return results
+
+
+def collect_outputs(model: bytes, samples: list[np.ndarray], threads: int | None = None) -> list[np.ndarray]:
+    """Output 0 of `model` (dequantized, float64) for every sample, run with the runtime's default
+    kernels (XNNPACK on a CPU): what the user's runs compute, unlike the reference kernels above."""
+    from edgekit.artifact import TensorSpec
+    from edgekit.runtimes import dequantize, quantize
+    from edgekit.runtimes.tflite import find_interpreter
+
+    interpreter = find_interpreter()[1](model_content=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    detail, output = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = detail["quantization"]
+    spec = TensorSpec(detail["name"], list(detail["shape"]), scale=scale or None, zero_point=zero_point)
+    out_scale, out_zero = output["quantization"]
+    out_spec = TensorSpec("", [], scale=out_scale or None, zero_point=out_zero)
+    results = []
+    for sample in samples:
+        value = quantize(sample, spec, np.dtype(detail["dtype"])) if spec.scale else sample.astype(detail["dtype"])
+        interpreter.set_tensor(detail["index"], value)
+        interpreter.invoke()
+        raw = interpreter.get_tensor(output["index"])
+        results.append((dequantize(raw, out_spec) if out_spec.scale else raw).astype(np.float64))
     return results

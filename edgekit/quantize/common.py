@@ -21,6 +21,7 @@ class LayerDrift:
     op_type: str
     sqnr_db: float | None  # signal-to-quantization-noise at the layer's output, where measurable
     score: float  # ranking key: larger = more damaging
+    effect_measured: bool = True  # False: ranked by its local error only (score is then that error)
 
 
 def tensors(data: DataSource, prep: Preprocessing, spec: TensorSpec, limit: int | None = None) -> Iterator[np.ndarray]:

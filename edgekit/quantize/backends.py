@@ -322,8 +322,9 @@ class TFLiteBackend(Backend):
 
         base = error([])
         measured = []
-        for index, layer in enumerate(local[:EFFECT_CANDIDATES]):
-            self.progress(f"ranking layers by their effect on the output: {index + 1} of {EFFECT_CANDIDATES}")
+        candidates = local[:EFFECT_CANDIDATES]
+        for index, layer in enumerate(candidates):
+            self.progress(f"ranking layers by their effect on the output: {index + 1} of {len(candidates)}")
             layer.score = (base - error([layer.node])) / max(base, 1e-20)
             measured.append(layer)
         for layer in local[EFFECT_CANDIDATES:]:

@@ -324,6 +324,8 @@ def _print_recovery(report: PruneReport) -> None:
     for column in ("epoch", "loss", "agreement with original", "accuracy"):
         epochs.add_column(column)
     epochs.add_row("pruned", "", _pct(report.agreement_pruned), _pct(report.accuracy_pruned))
+    if report.realigned:
+        epochs.add_row(report.realigned.split(" (")[0], "", _pct(report.agreement_realigned), "")
     for record in report.history:
         epochs.add_row(str(record.epoch), f"{record.loss:.4f}", _pct(record.agreement), _pct(record.accuracy))
     epochs.add_row("written", "", _pct(report.agreement_recovered), _pct(report.accuracy_recovered))

@@ -359,3 +359,19 @@ def test_keras_refit_of_projections_brings_unseen_outputs_back(project_bn: bool)
     intercepts = {f"block_{b}_project_BN/moving_mean" for b in (1, 2)} if project_bn else set()
     allowed = {f"{name}/{part}" for name in readers for part in ("kernel", "bias")} | intercepts
     assert {f"block_{b}_project/kernel" for b in (1, 2)} | intercepts <= moved <= allowed
+
+
+def test_keras_model_without_sidecar_recovers_and_reports_the_refit(crops: dict[str, Path], tmp_path: Path) -> None:
+    """A .keras file with no sidecar knows its own input shape, so recovery needs no --input-shape (it
+    used to ask for one, even when given); the refit before training is in the report and its JSON."""
+    from edgekit.preprocess import PreprocessOverrides
+    from edgekit.prune import RecoverOptions
+
+    source = tmp_path / "bare.keras"
+    _inverted_residual_keras(project_bn=True).save(source)
+    options = PruneOptions(amount=0.5, output=tmp_path / "half.keras", preprocess=PreprocessOverrides(preset="unit"),
+                           recover=RecoverOptions("distill", crops["calib"], epochs=1))  # fmt: skip
+    report = prune_model(source, options)
+    assert report.realigned is not None and report.realigned.startswith("refit of 5 layers")
+    assert report.summary()["agreement_realigned"] == report.agreement_realigned is not None
+    assert report.history and report.agreement_recovered is not None

@@ -153,6 +153,8 @@ class PruneReport:
     zipped_before: int | None = None  # unstructured: deflate-compressed model size
     zipped_after: int | None = None
     agreement_pruned: float | None = None  # held-out top-1 agreement with the original, before recovery
+    realigned: str | None = None  # what was done before training: "refit of 35 layers (256 images)", ...
+    agreement_realigned: float | None = None  # ... after it (the state epoch 1 starts from)
     agreement_recovered: float | None = None  # ... of the model written (the kept epoch), after recovery
     accuracy_original: float | None = None
     accuracy_pruned: float | None = None
@@ -172,6 +174,8 @@ class PruneReport:
             "zipped_before": self.zipped_before,
             "zipped_after": self.zipped_after,
             "agreement_pruned": self.agreement_pruned,
+            "realigned": self.realigned,
+            "agreement_realigned": self.agreement_realigned,
             "agreement_recovered": self.agreement_recovered,
             "accuracy_original": self.accuracy_original,
             "accuracy_pruned": self.accuracy_pruned,

@@ -37,9 +37,9 @@ def recover(
     )
     report.agreement_pruned, report.accuracy_pruned = evaluate(student, data)
     progress(f"held-out agreement with the original right after pruning: {report.agreement_pruned:.1%}")
-    done = student.realign(data.train, options.recover.batch_size)
-    agreement, _ = evaluate(student, data)
-    progress(f"after {done}: {agreement:.1%}")
+    report.realigned = student.realign(data.train, options.recover.batch_size)
+    report.agreement_realigned, _ = evaluate(student, data)
+    progress(f"held-out agreement after the {report.realigned}: {report.agreement_realigned:.1%}")
     report.history = run_recovery(student, data, options.recover, options.seed, progress)
     # Measured on the model as written: the kept epoch is chosen by accuracy when fine-tuning, and may
     # be the untrained state when no epoch improved, so neither is the history's best agreement.

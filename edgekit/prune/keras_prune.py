@@ -5,13 +5,14 @@ Recovery refits the layers that read pruned channels (keras_refit), then distils
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.artifact import ModelArtifact
+from edgekit.artifact import ModelArtifact, TensorSpec
 from edgekit.errors import BadInput
 from edgekit.formats import Format
 from edgekit.fsutil import atomic_path
@@ -56,6 +57,7 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     started = time.perf_counter()
     keras.utils.set_random_seed(options.seed)
     model = load_keras_model(artifact.path, artifact.format)
+    artifact = _with_input_spec(artifact, model, load)
     macs_before, params_before = keras_macs(model), int(model.count_params())
     before = {layer.name: _channels(layer) for layer in _weighted(model)}
     ignored = _ignored_names(model, options.ignore)
@@ -106,6 +108,17 @@ def prune(artifact: ModelArtifact, options: PruneOptions, load: LoadOptions, pro
     fmt = Format.KERAS_H5 if options.output.suffix == ".h5" else Format.KERAS
     write_sidecar(artifact, report, fmt, None, list(model.input_shape))
     return report
+
+
+def _with_input_spec(artifact: ModelArtifact, model: keras.Model, load: LoadOptions) -> ModelArtifact:
+    """The artifact with an input spec: its sidecar's, else --input-shape, else the Keras model's own
+    (batch 1), which a model without a sidecar always has unless its spatial size is open."""
+    if artifact.inputs:
+        return artifact
+    shape = list(load.input_shape) if load.input_shape else [1, *model.input_shape[1:]]
+    if any(d is None for d in shape):
+        raise BadInput(f"{artifact.path.name} takes inputs of any size {model.input_shape}", fix="pass --input-shape")
+    return dataclasses.replace(artifact, inputs=[TensorSpec("input", shape, layout="NHWC")])
 
 
 def unstructured_prune(model: keras.Model, amount: float, ignored: set[str]) -> list[tuple[keras.Variable, np.ndarray]]:
@@ -304,9 +317,9 @@ class KerasTrainable:
             refit = refit_readers(self.original, self.model, inputs, self.progress, self.plan)
             if refit:
                 self.frozen_norms = self.near_original = True
-                return f"refitting {refit} layers that read pruned channels on {min(len(inputs), IMAGES)} images"
+                return f"refit of {refit} layers ({min(len(inputs), IMAGES)} images)"
         self._reestimate_norm_stats(inputs, batch_size)
-        return f"re-estimating batch-norm statistics on {len(inputs)} images"
+        return f"norm statistics ({len(inputs)} images)"
 
     def _reestimate_norm_stats(self, inputs: np.ndarray, batch_size: int) -> None:
         """Reset BatchNormalization moving statistics and recompute them as a plain average over `inputs`."""

@@ -49,7 +49,8 @@ class Trainable(Protocol):
 
     def realign(self, inputs: np.ndarray, batch_size: int) -> str:
         """Adapt the pruned model to its lost channels before training (batch-norm statistics
-        re-estimated, or readers of pruned channels refit); returns what was done, for the log."""
+        re-estimated, or readers of pruned channels refit); returns what was done, for the log and
+        the report ("refit of 35 layers (256 images)", "norm statistics (614 images)")."""
 
 
 @dataclasses.dataclass

@@ -243,7 +243,7 @@ class TorchTrainable:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
         self.model.eval()
-        return f"re-estimating batch-norm statistics on {len(inputs)} images"
+        return f"norm statistics ({len(inputs)} images)"
 
 
 def _recovery_data(artifact: ModelArtifact, options: PruneOptions, model: torch.nn.Module) -> Any:

@@ -3,6 +3,7 @@ like a finished model, and a re-run succeeds (and sweeps the temporary files a S
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ def _start(args: list[str]) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a crash prints where it happened
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
@@ -57,7 +59,8 @@ def test_interrupted_run_leaves_no_model_and_rerun_succeeds(
     _interrupt_when_busy(process, tmp_path, sig, delay=4.0)  # mid-way: the whole run takes 8-15 s
     assert process.returncode != 0, "the signal came after the run had finished, or was ignored"
     if sig == signal.SIGINT:
-        assert process.returncode == 130 and "interrupted" in process.stderr.read()
+        stderr = process.stderr.read()
+        assert process.returncode == 130 and "interrupted" in stderr, stderr[-3000:]
         assert not any("partial" in p.name for p in tmp_path.iterdir()), "SIGINT cleans up its temporary file"
     assert not out.exists(), "no file that looks like a finished model"
     done = subprocess.run([EDGEKIT, *args], capture_output=True, text=True, timeout=600, check=False)
@@ -76,3 +79,25 @@ def test_stale_partials_of_dead_processes_are_swept(tmp_path: Path) -> None:
         partial.write_bytes(b"done")
         assert remove_stale_partials(target) == [] and alive.exists()
     assert not stale.exists() and target.read_bytes() == b"done"
+
+
+def test_ctrl_c_in_a_framework_call_is_held_until_it_returns() -> None:
+    """One Ctrl-C inside a framework call lets the call finish and is raised after it (the crash was a
+    KeyboardInterrupt unwinding through TensorFlow's or torch's own code); a second one stops at
+    once; Python's handler is back afterwards."""
+    from edgekit.interrupts import deferred_interrupt
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt), deferred_interrupt("a framework call"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here: it must not raise
+        finished = True
+    assert finished and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    reached = False
+    with pytest.raises(KeyboardInterrupt), deferred_interrupt("a framework call"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        reached = True
+    assert not reached, "the second Ctrl-C stops at once"

@@ -11,6 +11,7 @@ from edgekit.convert.routes import ConvertJob
 from edgekit.convert.tflite_converter import run_converter
 from edgekit.errors import MissingDependency, UnsupportedRoute, first_line
 from edgekit.fsutil import log_tail, quiet_native_output
+from edgekit.interrupts import deferred_interrupt
 from edgekit.loaders.keras_loader import import_tf
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def to_onnx(job: ConvertJob) -> Json:
     runner = job.runner
     signature = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name.split(":")[0]) for spec in runner.inputs()]
     opset = job.opset or KERAS_ONNX_OPSET
-    with quiet_native_output() as log:
+    with deferred_interrupt("tf2onnx"), quiet_native_output() as log:
         try:
             graph_def, inputs, outputs = _frozen_graph(tf, runner, signature)
             tf2onnx.convert.from_graph_def(

@@ -19,6 +19,7 @@ from edgekit.convert.onnx_names import tf_scope
 from edgekit.convert.onnx_tf_ops import OPS, TO_NHWC, Value, nchw
 from edgekit.convert.tflite_converter import run_converter
 from edgekit.errors import BadInput, MissingDependency, UnsupportedRoute, first_line
+from edgekit.interrupts import deferred_interrupt
 from edgekit.loaders.keras_loader import import_tf
 from edgekit.preprocess import guess_layout
 
@@ -145,7 +146,8 @@ def onnx_to_tflite(
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Convert an ONNX file to an fp32 NHWC TFLite file; returns its input and output specs."""
     model = fold_constants(source, input_shape)
-    concrete, inputs, outputs = build_concrete_function(model)
+    with deferred_interrupt("TensorFlow's tracing"):
+        concrete, inputs, outputs = build_concrete_function(model)
     target.write_bytes(concrete_to_tflite(concrete))
     return inputs, outputs
 

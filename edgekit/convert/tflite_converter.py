@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from edgekit.errors import UnsupportedRoute, first_line
 from edgekit.fsutil import log_tail, quiet_native_output
+from edgekit.interrupts import deferred_interrupt
 
 
 def run_converter(convert: Callable[[], bytes], what: str = "the TFLite converter") -> bytes:
     """Call `convert` (e.g. converter.convert) with native output captured; UnsupportedRoute on failure."""
-    with quiet_native_output() as log:
+    with deferred_interrupt(what), quiet_native_output() as log:
         try:
             return convert()
         except Exception as exc:

@@ -12,6 +12,7 @@ from edgekit.convert.routes import ConvertJob
 from edgekit.errors import MissingDependency, UnsupportedRoute, first_line
 from edgekit.formats import Format
 from edgekit.fsutil import log_tail, quiet_native_output
+from edgekit.interrupts import deferred_interrupt
 from edgekit.loaders.torch_loader import exported_program, import_torch
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def convert(job: ConvertJob) -> Json:
     except ImportError as exc:
         raise MissingDependency("exporting PyTorch to ONNX", "onnx and onnxscript", "torch") from exc
     example = (job.runner.example_input(),)
-    with quiet_native_output() as log:
+    with deferred_interrupt("torch's exporter"), quiet_native_output() as log:
         try:
             if job.source.format is Format.TORCHSCRIPT:
                 exporter = _export_torchscript(torch, job, example)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.quantize.tflite_bias import collect_outputs, reference_interpreter
+from edgekit.quantize.tflite_bias import collect_outputs, output_error, reference_interpreter
 from edgekit.quantize.tflite_ranges import SAME_SCALE_OPS, select_ranges
 
 pytestmark = pytest.mark.slow
@@ -47,8 +47,7 @@ def models() -> dict[str, object]:
 
 
 def _error(model: bytes, reference: bytes, samples: list[np.ndarray]) -> float:
-    outputs, expected = collect_outputs(model, samples), collect_outputs(reference, samples)
-    return float(np.mean([np.mean((o - e) ** 2) for o, e in zip(outputs, expected)]))
+    return output_error(model, samples, collect_outputs(reference, samples), None)
 
 
 def test_an_outlier_range_is_narrowed_and_unseen_outputs_move_closer(models: dict) -> None:

@@ -297,7 +297,7 @@ def test_tflite_layers_are_ranked_by_their_effect_on_the_output(
     from edgekit.convert.api import ConvertOptions, convert_model
     from edgekit.quantize.backends import DEBUG_SAMPLES, TFLiteBackend
     from edgekit.quantize.common import tensors
-    from edgekit.quantize.tflite_bias import collect_outputs
+    from edgekit.quantize.tflite_bias import collect_outputs, output_error
     from edgekit.quantize.tflite_quant import quantize_tflite
 
     reference = convert_model(keras_models["keras"], ConvertOptions(Format.TFLITE, output=tmp_path / "f.tflite")).output
@@ -316,7 +316,7 @@ def test_tflite_layers_are_ranked_by_their_effect_on_the_output(
     def error(exclude: list[str]) -> float:
         model = quantize_tflite(backend.make_converter, "int8", backend.dataset(DEBUG_SAMPLES), "float",
                                 exclude + backend.float_softmax())  # fmt: skip
-        return float(np.mean([np.mean((o - e) ** 2) for o, e in zip(collect_outputs(model, samples), expected)]))
+        return output_error(model, samples, expected, None)
 
     base = error([])
     assert (base - error([first.node])) / base == pytest.approx(first.score, rel=0.05)

@@ -20,7 +20,7 @@ from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES
 from edgekit.quantize.onnx_bias import BiasCorrection, correct_biases
 from edgekit.quantize.onnx_rounding import Rounding, round_weights
 from edgekit.quantize.onnx_sensitivity import output_effect
-from edgekit.quantize.tflite_bias import collect_outputs, correct_tflite_biases
+from edgekit.quantize.tflite_bias import collect_outputs, correct_tflite_biases, output_error
 from edgekit.quantize.tflite_compact import share_identical_vectors
 from edgekit.quantize.tflite_ranges import SAMPLES as RANGE_SAMPLES
 from edgekit.quantize.tflite_ranges import RangeSelection, select_ranges
@@ -317,8 +317,7 @@ class TFLiteBackend(Backend):
                 self.make_converter, "int8", self.dataset(DEBUG_SAMPLES), self.options.io_dtype,
                 exclude + [n for n in self.float_softmax() if n not in exclude],
             )  # fmt: skip
-            outputs = collect_outputs(data, samples, self.options.threads)
-            return float(np.mean([np.mean((o - r) ** 2) for o, r in zip(outputs, reference)]))
+            return output_error(data, samples, reference, self.options.threads)
 
         base = error([])
         measured = []

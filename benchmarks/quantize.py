@@ -220,7 +220,8 @@ def peer_candidates(
 
 
 def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> None:
-    """Every candidate's size, p50 (in turns), agreement with fp32 on the held-out crops, KL and build time."""
+    """Every candidate's size, p50 (in turns), agreement with fp32 on the held-out crops, KL, top-class
+    probability gap on the confident crops and build time."""
     float_path = work / f"float.{fmt.value}"
     convert_model(source, ConvertOptions(to=fmt, output=float_path))
     accuracy_control = title.startswith("EfficientNet") and fmt is Format.ONNX  # 6 minutes: one model
@@ -231,9 +232,10 @@ def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops,
     prep = artifacts[0].preprocessing
     times = alternating_p50(artifacts, lambda runner: sample.to_tensor(prep, runner.inputs()[0]), rounds=5)
     table = Table(title=f"{title} int8 vs fp32 ({fmt.value}; agreement on 200 held-out crops)")
-    for column in ("model", "size", "p50", "vs fp32", "top-1 agr.", "confident", "mean KL", "made in", "note"):
+    columns = ("model", "size", "p50", "vs fp32", "top-1 agr.", "confident", "mean KL", "p gap", "made in", "note")
+    for column in columns:
         table.add_column(column)
-    table.add_row("fp32", "100%", f"{times[0]:.2f} ms", "1.00x", "", "", "", "", "")
+    table.add_row("fp32", "100%", f"{times[0]:.2f} ms", "1.00x", "", "", "", "", "", "")
     with open_runner(artifacts[0]) as reference:
         for candidate, ms in zip(candidates, times[1:]):
             with open_runner(read_artifact(candidate.path)) as runner:
@@ -246,6 +248,7 @@ def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops,
                 f"{report.top1_agreement:.1%}",
                 f"{report.confident_agreement:.1%} of {report.confident_images}",
                 f"{report.mean_kl:.3f}",
+                f"{report.confident_probability_gap:.3f}" if report.confident_probability_gap is not None else "",
                 f"{candidate.seconds:.0f} s",
                 candidate.note,
             )

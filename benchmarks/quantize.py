@@ -171,12 +171,14 @@ def timed(name: str, path: Path, make: Callable[[], Any]) -> Candidate | None:
 
 
 def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> list[Candidate]:
-    """edgekit with neither weight rounding nor bias correction, with bias correction only, its default
-    (both), its 95% budget tuned on the tuning crops, and (TFLite) the opt-in range selection."""
+    """edgekit with neither weight rounding nor bias correction, with bias correction only, with the
+    stem and output int8, its default (all of them), its 95% budget tuned on the tuning crops, and
+    (TFLite) the opt-in range selection."""
     suffix = f".{fmt.value}"
     runs: dict[str, dict[str, Any]] = {
         "edgekit --no-weight-rounding --no-bias-correction": {"bias_correction": False, "weight_rounding": False},
         "edgekit --no-weight-rounding (bias correction only)": {"weight_rounding": False},
+        "edgekit --int8-ends (stem and output int8)": {"float_ends": False},
         "edgekit quantize (default)": {},
         "edgekit --max-drift 0.95 --val tune": {"budget": Limits(min_agreement=0.95)},
     }

@@ -11,7 +11,7 @@ import pytest
 
 from edgekit.formats import Format
 from edgekit.quantize.api import QuantizeOptions, quantize_model
-from edgekit.quantize.onnx_rounding import gptq_round
+from edgekit.quantize.onnx_rounding import Autocorrelation, gptq_round
 
 
 def _output_error(weight: np.ndarray, values: np.ndarray, scale: np.ndarray, inputs: np.ndarray) -> float:
@@ -48,6 +48,26 @@ def test_gptq_rounding_per_channel_hessians_for_depthwise() -> None:
         return sum(rows)
 
     assert total(rounded) < 0.85 * total(nearest)
+
+
+def test_gptq_rounding_needs_more_input_positions_than_columns() -> None:
+    """With fewer input positions than columns (a classifier's 1280 inputs seen once per image, or a
+    late 1x1 conv at 5x5), H has no more rank than positions: GPTQ then fits those positions (their
+    error falls to a fifth) and is *worse* than nearest rounding on new inputs. Such an H is not
+    well determined, and those layers keep nearest rounding; with 4 positions per column it helps."""
+    rng = np.random.default_rng(2)
+    weight, mixing = rng.normal(size=(16, 64)), rng.normal(size=(64, 64))
+    seen, unseen = rng.normal(size=(24, 64)) @ mixing, rng.normal(size=(4000, 64)) @ mixing
+    scale = np.abs(weight).max(axis=1) / 127
+    nearest = np.clip(np.round(weight / scale[:, None]), -128, 127)
+    few, enough = Autocorrelation(), Autocorrelation()
+    few.add(seen)
+    enough.add(rng.normal(size=(256, 64)) @ mixing)
+    overfit, fitted = gptq_round(weight, scale, few.mean()), gptq_round(weight, scale, enough.mean())
+    assert _output_error(weight, overfit, scale, seen) < 0.5 * _output_error(weight, nearest, scale, seen)
+    assert _output_error(weight, overfit, scale, unseen) > 1.2 * _output_error(weight, nearest, scale, unseen)
+    assert _output_error(weight, fitted, scale, unseen) < 0.8 * _output_error(weight, nearest, scale, unseen)
+    assert not few.well_determined() and enough.well_determined()
 
 
 def _quantize(source: Path, crops: dict[str, Path], output: Path, **flags: object) -> object:

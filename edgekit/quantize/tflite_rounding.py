@@ -164,7 +164,9 @@ def _hessians(reference, layers: list[_Layer], samples: list[np.ndarray]) -> lis
                 statistic.add(_patches(x.astype(np.float64), layer))
             except ValueError:  # a grouped conv, a 3-D FC input of another width, ...
                 statistics[index] = None
-    return [statistic.mean() if statistic is not None else None for statistic in statistics]
+    return [
+        statistic.mean() if statistic is not None and statistic.well_determined() else None for statistic in statistics
+    ]
 
 
 def _patches(x: np.ndarray, layer: _Layer) -> np.ndarray:

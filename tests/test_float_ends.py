@@ -130,6 +130,7 @@ def test_unquantize_output_removes_only_the_pair_after_the_head(tmp_path: Path) 
     assert float_ends.unquantize_output(path, "head") and not float_ends.unquantize_output(path, "head")
     model = onnx.load(str(path))
     assert [node.name for node in model.graph.node] == ["w_dq", "head", "softmax"]
+    assert {init.name for init in model.graph.initializer} == {"w_q", "w_scale", "w_zero"}  # no orphans
     after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     exact = (x.astype(np.float64) @ (weight.astype(np.float64) * 0.01).T)[0]
     exact = np.exp(exact - exact.max()) / np.exp(exact - exact.max()).sum()

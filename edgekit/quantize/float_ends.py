@@ -81,6 +81,10 @@ def unquantize_output(quant_path: Path, head: str) -> bool:
     while _remove_first_pair(model.graph, head):
         removed += 1
     if removed:
+        read = {name for node in model.graph.node for name in node.input}
+        unused = [init for init in model.graph.initializer if init.name not in read]
+        for init in unused:  # the removed pair's scale and zero point (onnxruntime warns about them)
+            model.graph.initializer.remove(init)
         onnx.save(model, str(quant_path))
     return bool(removed)
 

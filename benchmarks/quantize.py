@@ -244,7 +244,7 @@ def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops,
                 report = compare_on_data(reference, runner, prep, DataSource(crops.eval))
             table.add_row(
                 candidate.name,
-                f"{candidate.path.stat().st_size / float_path.stat().st_size:.1%}",
+                f"{candidate.path.stat().st_size / float_path.stat().st_size:.2%}",
                 f"{ms:.2f} ms",
                 f"{times[0] / ms:.2f}x",
                 f"{report.top1_agreement:.1%}",

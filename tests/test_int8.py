@@ -15,6 +15,7 @@ from edgekit.formats import Format
 from edgekit.output_meaning import LOGITS, PROBABILITIES, kind_from_ops, meaning_of, to_probabilities
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.runtimes import open_runner
+from tests.qdq import changed_operands
 
 
 def test_an_int8_softmax_is_not_softmaxed_again() -> None:
@@ -69,7 +70,6 @@ def test_onnx_bias_correction_changes_only_int32_biases(
     """Same graph, same weights and quantization parameters: only int32 bias values move (so the speed
     cannot change); the settings say how many layers were corrected."""
     import onnx
-    from onnx import numpy_helper
 
     models = {}
     for corrected in (False, True):
@@ -84,14 +84,8 @@ def test_onnx_bias_correction_changes_only_int32_biases(
             assert report.settings["bias_correction"]["layers"] == 4  # 3 convolutions and the linear head
         else:
             assert report.settings["bias_correction"] is None
-    plain, corrected = models[False], models[True]
-    assert [(n.op_type, list(n.input)) for n in plain.graph.node] == [
-        (n.op_type, list(n.input)) for n in corrected.graph.node
-    ]
-    before = {i.name: numpy_helper.to_array(i) for i in plain.graph.initializer}
-    after = {i.name: numpy_helper.to_array(i) for i in corrected.graph.initializer}
-    changed = [name for name in before if not np.array_equal(before[name], after[name])]
-    assert changed and all(before[name].dtype == np.int32 and "bias" in name for name in changed)
+    changed = changed_operands(models[False], models[True])
+    assert changed and all(old.dtype == np.int32 and role == "bias" for role, old, _ in changed.values())
 
 
 def test_tflite_bias_correction_changes_only_int32_biases(

@@ -283,3 +283,105 @@ def test_tflite_drift_names_the_source_layer_not_the_op_scope() -> None:
     torch_scopes = {"n_blocks.2._expand_conv": "_blocks.2._expand_conv"}
     assert source_layer("n_blocks.2._expand_conv/n_blocks.2._swish_1/mul", torch_scopes) == "_blocks.2._expand_conv"
     assert source_layer("model/dense/MatMul", {}) == "dense"
+
+
+def test_onnx_int8_bookkeeping_is_written_compactly(tiny_onnx: Path, crops: dict[str, Path], tmp_path: Path) -> None:
+    """The quantizer's long names and all-zero bias zero points go; the float model's names, the
+    outputs (bit for bit) and onnxruntime's fused int8 kernels stay. Without images to check on, the
+    file is left as it is."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgekit.data import DataSource
+    from edgekit.quantize import onnx_quant
+    from edgekit.quantize.common import tensors
+    from edgekit.quantize.onnx_compact import compact_quantized
+
+    prep = read_artifact(tiny_onnx).preprocessing
+    assert prep is not None
+    with open_runner(read_artifact(tiny_onnx)) as runner:
+        spec = runner.inputs()[0]
+    pre, plain, small = tmp_path / "pre.onnx", tmp_path / "plain.onnx", tmp_path / "small.onnx"
+    onnx_quant.preprocess(tiny_onnx, pre)
+    onnx_quant.quantize_onnx(pre, plain, "int8", data=DataSource(crops["calib"]), prep=prep, spec=spec)
+    small.write_bytes(plain.read_bytes())
+    feeds = [{spec.name: t} for t in tensors(DataSource(crops["val"]), prep, spec)]
+    assert not compact_quantized(small, pre, [])
+    assert small.read_bytes() == plain.read_bytes()
+    assert compact_quantized(small, pre, feeds[:2])
+    assert small.stat().st_size < plain.stat().st_size
+
+    def run(path: Path, optimized: Path) -> tuple[list[np.ndarray], list[str]]:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(optimized)
+        options.log_severity_level = 4
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        outputs = [session.run(None, feed)[0] for feed in feeds]
+        return outputs, sorted(node.op_type for node in onnx.load(str(optimized)).graph.node)
+
+    before, kernels_before = run(plain, tmp_path / "plain.opt.onnx")
+    after, kernels_after = run(small, tmp_path / "small.opt.onnx")
+    assert all(np.array_equal(a, b) for a, b in zip(before, after)) and kernels_before == kernels_after
+    assert "QLinearConv" in kernels_after
+    model, float_model = onnx.load(str(small)), onnx.load(str(pre))
+    initializers = {init.name: init for init in model.graph.initializer}
+    bias_dqs = [
+        n for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in initializers
+        and initializers[n.input[0]].data_type == onnx.TensorProto.INT32
+    ]  # fmt: skip
+    assert bias_dqs and all(len(n.input) == 2 for n in bias_dqs)
+    float_layers = {n.name for n in float_model.graph.node if n.op_type in ("Conv", "Gemm")}
+    assert float_layers <= {n.name for n in model.graph.node}
+    float_tensors = {o for n in float_model.graph.node for o in n.output}
+    kept = {o for n in onnx.load(str(plain)).graph.node for o in n.output} & float_tensors
+    assert kept and kept <= {o for n in model.graph.node for o in n.output}  # none of the float model's renamed
+    assert all(n.name == "" for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+
+
+def test_keras_int8_tflite_keeps_the_float_tensor_names(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """The batch-1 Keras model behind the int8 file is a clone, not a wrapper: its tensors carry the
+    float file's names (a wrapper prefixed them all and named the input after a process-wide counter)."""
+    from edgekit.runtimes.tflite import find_interpreter
+
+    fp32, int8 = tmp_path / "k.tflite", tmp_path / "k.int8.tflite"
+    convert_model(keras_models["keras"], ConvertOptions(to=Format.TFLITE, output=fp32, check_images=2))
+    quantize_model(keras_models["keras"], QuantizeOptions(calib=crops["calib"], output=int8, val_count=4))
+    interpreter = find_interpreter()[1]
+    float_names, int8_names = (
+        [d["name"] for d in interpreter(model_path=str(path)).get_tensor_details()] for path in (fp32, int8)
+    )
+    float_input, int8_input = (interpreter(model_path=str(p)).get_input_details()[0]["name"] for p in (fp32, int8))
+    assert float_input == int8_input == "serving_default_image:0"  # the Keras input's own name
+    assert set(float_names) <= set(int8_names)  # int8 only adds its quantize/dequantize tensors
+
+
+def test_onnx_compaction_leaves_control_flow_alone(tmp_path: Path) -> None:
+    """A graph with subgraphs (If, Loop) reads outer names from inside them: it is not rewritten."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgekit.quantize.onnx_compact import compact_quantized
+
+    def branch(name: str) -> onnx.GraphProto:
+        node = helper.make_node("Identity", ["x"], [f"{name}_out"])
+        return helper.make_graph(
+            [node], name, [], [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [1])]
+        )
+
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=branch("then"), else_branch=branch("else"))],
+        "g",
+        [
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "if.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    before = path.read_bytes()
+    feeds = [{"cond": np.array(True), "x": np.ones(1, np.float32)}]
+    assert not compact_quantized(path, path, feeds) and path.read_bytes() == before

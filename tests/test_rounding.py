@@ -12,6 +12,7 @@ import pytest
 from edgekit.formats import Format
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.quantize.onnx_rounding import Autocorrelation, gptq_round
+from tests.qdq import changed_operands
 
 
 def _output_error(weight: np.ndarray, values: np.ndarray, scale: np.ndarray, inputs: np.ndarray) -> float:
@@ -81,7 +82,6 @@ def test_onnx_weight_rounding_moves_only_int8_weights(
     """Same graph, scales and biases; only int8 weight values move, by a step or two; the settings
     record it; and the model's output moves closer to float (KL on the validation crops)."""
     import onnx
-    from onnx import numpy_helper
 
     reports = {
         rounding: _quantize(
@@ -92,14 +92,9 @@ def test_onnx_weight_rounding_moves_only_int8_weights(
     assert reports[True].settings["weight_rounding"]["layers"] == 4  # 3 convolutions and the linear head
     assert reports[False].settings["weight_rounding"] is None
     plain, rounded = (onnx.load(str(reports[r].output)) for r in (False, True))
-    assert [(n.op_type, list(n.input)) for n in plain.graph.node] == [
-        (n.op_type, list(n.input)) for n in rounded.graph.node
-    ]
-    before = {i.name: numpy_helper.to_array(i) for i in plain.graph.initializer}
-    after = {i.name: numpy_helper.to_array(i) for i in rounded.graph.initializer}
-    changed = [name for name in before if not np.array_equal(before[name], after[name])]
-    assert changed and all(before[name].dtype == np.int8 and "weight" in name for name in changed)
-    assert all(np.abs(before[n].astype(int) - after[n].astype(int)).max() <= 2 for n in changed)
+    changed = changed_operands(plain, rounded)
+    assert changed and all(old.dtype == np.int8 and role == "weight" for role, old, _ in changed.values())
+    assert all(np.abs(old.astype(int) - new.astype(int)).max() <= 2 for _, old, new in changed.values())
     assert reports[True].validation.mean_kl < reports[False].validation.mean_kl
 
 

@@ -308,6 +308,7 @@ def _budget_loop(
                 break
             float_layers += more
     index, candidate, validation = chosen
+    backend.finish(candidate)
     progress("timing float and quantized models in turns")
     report = _chosen_report(source, backend, reference, candidate, validation, rounds, layers, timing_feed, options)
     report.chosen = index

@@ -20,6 +20,7 @@ from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import resolve_preset
 from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES
 from edgekit.quantize.onnx_bias import BiasCorrection, correct_biases
+from edgekit.quantize.onnx_compact import compact_quantized
 from edgekit.quantize.onnx_rounding import Rounding, round_weights
 from edgekit.quantize.onnx_sensitivity import output_effect
 from edgekit.quantize.tflite_bias import collect_outputs, correct_tflite_biases, output_error
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from edgekit.quantize.api import QuantizeOptions
 
 DEBUG_SAMPLES = 16  # images used to rank layers; enough to order them, cheap to run
+COMPACT_CHECKS = 4  # images on which a compacted ONNX file must give bit-identical outputs
+COMPACT_LAYOUT = "quantizer's names shortened, zero bias zero points left out (outputs checked bit-identical)"
 EFFECT_CANDIDATES = 8  # TFLite: layers measured end to end (one converter run each), of the locally worst
 
 
@@ -100,6 +103,9 @@ class Backend(abc.ABC):
         """What the user should know about `candidate` beyond its drift (none by default)."""
         return []
 
+    def finish(self, candidate: Path) -> None:
+        """Last edits of the chosen candidate, in place, that change no output (none by default)."""
+
     @abc.abstractmethod
     def layer_names(self) -> set[str]:
         """The names `--keep-float` may use for this model."""
@@ -124,6 +130,7 @@ class OnnxBackend(Backend):
         self.stem: list[str] = []  # kept in float by --float-ends
         self._source_names: dict[str, str] = {}  # node name -> source-model layer name
         self.head: str | None = None  # its output left unquantized by --float-ends
+        self.compacted: set[Path] = set()  # candidates whose bookkeeping finish() wrote compactly
         if self.options.scheme == "int8" and self.options.float_ends:
             import onnx
 
@@ -159,6 +166,14 @@ class OnnxBackend(Backend):
         if not float_layers:
             self._plain = target
         return target
+
+    def finish(self, candidate: Path) -> None:
+        """Static int8: the quantizer's names shortened and zero bias zero points left out, when the
+        outputs stay bit-identical (after the budget loop: layer ranking reads the quantizer's names)."""
+        if self.options.scheme == "int8" and self.options.calib is not None:
+            feeds = [{self.spec.name: t} for t in tensors(self.calibration(COMPACT_CHECKS), self.prep, self.spec)]
+            if compact_quantized(candidate, self.preprocessed, feeds):
+                self.compacted.add(candidate)
 
     def layer_names(self) -> set[str]:
         """Node names of the pre-processed graph (what nodes_to_exclude matches)."""
@@ -197,6 +212,7 @@ class OnnxBackend(Backend):
                 float_output_of=self._source_names[self.head] if self.head else None,
                 bias_correction=self.correction_of(candidate),
                 weight_rounding=self.rounding_of(candidate),
+                file_layout=COMPACT_LAYOUT if candidate in self.compacted else None,
             )
         return settings
 
@@ -388,12 +404,26 @@ class TFLiteBackend(Backend):
 
 
 def _fixed_batch(model: Any) -> Any:
-    """The Keras model behind inputs of batch 1: the Edge TPU and static-shape delegates refuse a dynamic batch."""
+    """The Keras model behind inputs of batch 1: the Edge TPU and static-shape delegates refuse a dynamic batch.
+
+    A clone with the same layer names and weights, so that the int8 file's tensor names are the float
+    file's; wrapping the model in a new one instead prefixes every name with the wrapper's (7 KB more
+    names for MobileNetV2) and names the input after a process-wide counter. A model that Keras cannot
+    clone (a custom layer without a config) is wrapped."""
     import keras
 
-    inputs = [keras.Input(shape=t.shape[1:], batch_size=1, dtype=t.dtype) for t in model.inputs]
-    outputs = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
-    return keras.Model(inputs, outputs)
+    if all(t.shape[0] == 1 for t in model.inputs):
+        return model
+    inputs = [
+        keras.Input(shape=t.shape[1:], batch_size=1, dtype=t.dtype, name=t.name.split(":")[0]) for t in model.inputs
+    ]
+    single = inputs[0] if len(inputs) == 1 else inputs
+    try:
+        clone = keras.models.clone_model(model, input_tensors=single)
+        clone.set_weights(model.get_weights())
+        return clone
+    except (TypeError, ValueError, NotImplementedError, KeyError):
+        return keras.Model(inputs, model(single, training=False))
 
 
 BACKENDS: dict[Format, type[Backend]] = {Format.ONNX: OnnxBackend, Format.TFLITE: TFLiteBackend}

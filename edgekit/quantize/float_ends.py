@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.quantize.onnx_bias import node_consumers
+from edgekit.quantize.onnx_bias import node_consumers, remove_unread_initializers
 from edgekit.quantize.onnx_quant import WEIGHTED_OPS
 
 if TYPE_CHECKING:
@@ -80,10 +80,7 @@ def unquantize_output(quant_path: Path, head: str) -> bool:
     while _remove_first_pair(model.graph, head):
         removed += 1
     if removed:
-        read = {name for node in model.graph.node for name in node.input}
-        unused = [init for init in model.graph.initializer if init.name not in read]
-        for init in unused:  # the removed pair's scale and zero point (onnxruntime warns about them)
-            model.graph.initializer.remove(init)
+        remove_unread_initializers(model.graph)  # the pair's scale and zero point (onnxruntime warns of them)
         onnx.save(model, str(quant_path))
     return bool(removed)
 

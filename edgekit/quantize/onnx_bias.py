@@ -91,6 +91,17 @@ def node_consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return consumers
 
 
+def remove_unread_initializers(graph: onnx.GraphProto) -> int:
+    """Remove the initializers that no node reads and that the graph does not list among its inputs
+    (older models list initializers there too) or outputs; returns how many."""
+    read = {name for node in graph.node for name in node.input}
+    read |= {value.name for value in [*graph.input, *graph.output]}
+    unread = [init for init in graph.initializer if init.name not in read]
+    for init in unread:
+        graph.initializer.remove(init)
+    return len(unread)
+
+
 def _targets(float_model: onnx.ModelProto, quant_model: onnx.ModelProto) -> list[_Target]:
     """Conv/Gemm nodes whose bias is a dequantized int32 initializer, in graph order, matched to the
     float graph by node name (onnxruntime's quantizer keeps node names)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.quantize.onnx_bias import named_outputs
+from edgekit.quantize.onnx_bias import named_outputs, remove_unread_initializers
 
 if TYPE_CHECKING:
     import onnx
@@ -64,10 +64,7 @@ def drop_zero_bias_zero_points(model: onnx.ModelProto) -> int:
         if not numpy_helper.to_array(zero).any():
             del node.input[2]
             dropped += 1
-    read = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in read or init.name in _graph_io(graph)]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    remove_unread_initializers(graph)
     return dropped
 
 

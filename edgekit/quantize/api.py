@@ -361,7 +361,8 @@ def _round(
     candidate run on `board` when given)."""
     progress(f"quantizing ({options.scheme}, {len(float_layers)} layers kept in float)")
     candidate = backend.quantize(float_layers)
-    with open_runner(ModelArtifact(candidate, backend.format), threads=options.threads, spin=False) as cand:
+    artifact = ModelArtifact(candidate, backend.format)
+    with open_runner(artifact, threads=options.threads, spin=False, exact_int8=backend.exact_int8) as cand:
         judged: Runner = cand
         if board is not None:
             from edgekit.board import BoardRunner

@@ -17,7 +17,7 @@ from edgekit.data import DataSource
 from edgekit.formats import Family, Format
 from edgekit.quantize import float_ends, onnx_quant, tflite_quant
 from edgekit.quantize.common import LayerDrift, tensors
-from edgekit.quantize.cpu import resolve_preset
+from edgekit.quantize.cpu import resolve_preset, saturates_here
 from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES
 from edgekit.quantize.onnx_bias import BiasCorrection, correct_biases
 from edgekit.quantize.onnx_compact import compact_quantized
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 DEBUG_SAMPLES = 16  # images used to rank layers; enough to order them, cheap to run
 COMPACT_CHECKS = 4  # images on which a compacted ONNX file must give bit-identical outputs
 COMPACT_LAYOUT = "quantizer's names shortened, zero bias zero points left out (outputs checked bit-identical)"
+EXACT_ARITHMETIC = (
+    "exact int8, Q/DQ run unfused: this host's kernels (x86 without VNNI) saturate with the preset's 8-bit weights"
+)
 EFFECT_CANDIDATES = 8  # TFLite: layers measured end to end (one converter run each), of the locally worst
 
 
@@ -44,6 +47,8 @@ class Backend(abc.ABC):
     """Quantizes one float reference, repeatedly, with different layers kept in float."""
 
     format: Format
+    # Candidates are judged with exact int8 arithmetic, not this host's kernels (RunnerOptions.exact_int8)
+    exact_int8 = False
 
     def __init__(
         self,
@@ -126,6 +131,8 @@ class OnnxBackend(Backend):
         self.preprocessed = self.work / "preprocessed.onnx"
         onnx_quant.preprocess(self.reference, self.preprocessed)
         self.cpu = resolve_preset(self.options.cpu)
+        # This host's kernels would saturate where the target CPU's do not: measure exact int8 instead
+        self.exact_int8 = self.options.scheme == "int8" and saturates_here(self.cpu)
         self._plain: Path | None = None
         self.stem: list[str] = []  # kept in float by --float-ends
         self._source_names: dict[str, str] = {}  # node name -> source-model layer name
@@ -162,7 +169,9 @@ class OnnxBackend(Backend):
             if self.options.weight_rounding:
                 self.roundings[target] = round_weights(self.preprocessed, target, feeds, self.progress, self._rounded)
             if self.options.bias_correction:
-                self.corrections[target] = correct_biases(self.preprocessed, target, feeds, self.progress)
+                self.corrections[target] = correct_biases(
+                    self.preprocessed, target, feeds, self.progress, self.exact_int8
+                )
         if not float_layers:
             self._plain = target
         return target
@@ -188,7 +197,8 @@ class OnnxBackend(Backend):
         layers = onnx_quant.layer_drift(self.preprocessed, plain, self.calibration(DEBUG_SAMPLES), self.prep, self.spec)
         layers = [layer for layer in layers if layer.node not in self.stem]  # float already
         feeds = [{self.spec.name: t} for t in tensors(self.calibration(DEBUG_SAMPLES), self.prep, self.spec)]
-        effects = output_effect(self.preprocessed, plain, feeds, [layer.node for layer in layers], self.progress)
+        nodes = [layer.node for layer in layers]
+        effects = output_effect(self.preprocessed, plain, feeds, nodes, self.progress, self.exact_int8)
         for layer in layers:
             layer.score = effects.get(layer.node, 0.0)
         return sorted(layers, key=lambda layer: -layer.score)
@@ -208,6 +218,7 @@ class OnnxBackend(Backend):
                 weights=self.cpu.weight,
                 reduce_range=self.cpu.reduce_range,
                 preset_reason=self.cpu.reason,
+                int8_arithmetic=EXACT_ARITHMETIC if self.exact_int8 else "this host's onnxruntime kernels",
                 float_stem=list(dict.fromkeys(self._source_names[name] for name in self.stem)),
                 float_output_of=self._source_names[self.head] if self.head else None,
                 bias_correction=self.correction_of(candidate),

@@ -56,9 +56,15 @@ class _Target:
 
 
 def correct_biases(
-    float_path: Path, quant_path: Path, feeds: Iterable[dict[str, np.ndarray]], progress: Callable[[str], None]
+    float_path: Path,
+    quant_path: Path,
+    feeds: Iterable[dict[str, np.ndarray]],
+    progress: Callable[[str], None],
+    exact: bool = False,
 ) -> BiasCorrection:
-    """Rewrite `quant_path` (a QDQ model made from `float_path`) with corrected int32 biases."""
+    """Rewrite `quant_path` (a QDQ model made from `float_path`) with corrected int32 biases. The int8
+    model's outputs are measured on this host's int8 kernels, or with `exact` int8 arithmetic (Q/DQ
+    unfused) when the target CPU's kernels would not saturate as this host's do."""
     import onnx
 
     started = time.perf_counter()
@@ -73,7 +79,7 @@ def correct_biases(
     with tempfile.TemporaryDirectory(prefix="edgekit-bias-") as tmp:
         for index, target in enumerate(targets):
             progress(f"bias correction: layer {index + 1} of {len(targets)}")
-            quant_outputs = _collect(quant_model, [target.quant_output], inputs, Path(tmp))
+            quant_outputs = _collect(quant_model, [target.quant_output], inputs, Path(tmp), exact)
             quant = [q[0] for q in quant_outputs]
             shift = mean_shift(quant, [f[index] for f in float_outputs], target.kept_range, channel_axis=1)
             _shift_bias(initializers[target.bias], shift / target.bias_scale)
@@ -151,18 +157,28 @@ def _kept_range(
 
 
 def _collect(
-    model: onnx.ModelProto, names: list[str], inputs: list[dict[str, np.ndarray]], folder: Path | None = None
+    model: onnx.ModelProto,
+    names: list[str],
+    inputs: list[dict[str, np.ndarray]],
+    folder: Path | None = None,
+    exact: bool = False,
 ) -> list[list[np.ndarray]]:
     """The named intermediate tensors for every input (float32 kept as float16 to halve the memory
     when many layers are stored at once)."""
     store = np.float16 if len(names) > 1 else np.float32
-    return [[out.astype(store) for out in outputs] for outputs in named_outputs(model, names, inputs, folder)]
+    outputs = named_outputs(model, names, inputs, folder, exact)
+    return [[out.astype(store) for out in output] for output in outputs]
 
 
 def named_outputs(
-    model: onnx.ModelProto, names: list[str], inputs: Iterable[dict[str, np.ndarray]], folder: Path | None = None
+    model: onnx.ModelProto,
+    names: list[str],
+    inputs: Iterable[dict[str, np.ndarray]],
+    folder: Path | None = None,
+    exact: bool = False,
 ) -> Iterator[list[np.ndarray]]:
-    """The named intermediate tensors of `model`, one input at a time (onnxruntime, CPU)."""
+    """The named intermediate tensors of `model`, one input at a time (onnxruntime, CPU; `exact`: QDQ
+    int8 unfused, as float operations, instead of this host's int8 kernels)."""
     import onnx
     import onnxruntime as ort
 
@@ -174,6 +190,8 @@ def named_outputs(
             augmented.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     options = ort.SessionOptions()
     options.log_severity_level = 4
+    if exact:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     with tempfile.TemporaryDirectory(prefix="edgekit-bias-") as tmp:
         path = (folder or Path(tmp)) / "augmented.onnx"
         onnx.save(augmented, str(path))

@@ -26,28 +26,32 @@ def output_effect(
     feeds: list[dict[str, np.ndarray]],
     candidates: list[str],
     progress: Callable[[str], None] = lambda _: None,
+    exact: bool = False,
 ) -> dict[str, float]:
     """For each node in `candidates` (Conv/Gemm names of the int8 model): the share of the int8
-    model's output error on `feeds` removed by running that one node in float (1 = all of it)."""
+    model's output error on `feeds` removed by running that one node in float (1 = all of it); `exact`
+    as in onnx_bias.named_outputs."""
     import onnx
 
     float_model, quant_model = onnx.load(str(float_path)), onnx.load(str(quant_path))
     output = float_model.graph.output[0].name
     reference = [o[0] for o in named_outputs(float_model, [output], feeds)]
-    base = _error(quant_model, reference, feeds)
+    base = _error(quant_model, reference, feeds, exact)
     effects = {}
     for index, name in enumerate(candidates):
         progress(f"ranking layers by their effect on the output: {index + 1} of {len(candidates)}")
         variant = _with_float_layer(quant_model, float_model, name)
         if variant is not None:
-            effects[name] = (base - _error(variant, reference, feeds)) / max(base, 1e-20)
+            effects[name] = (base - _error(variant, reference, feeds, exact)) / max(base, 1e-20)
     return effects
 
 
-def _error(model: onnx.ModelProto, reference: list[np.ndarray], feeds: list[dict[str, np.ndarray]]) -> float:
+def _error(
+    model: onnx.ModelProto, reference: list[np.ndarray], feeds: list[dict[str, np.ndarray]], exact: bool
+) -> float:
     """Mean squared difference of the model's first output from the float model's."""
     name = model.graph.output[0].name
-    outputs = [o[0] for o in named_outputs(model, [name], feeds)]
+    outputs = [o[0] for o in named_outputs(model, [name], feeds, exact=exact)]
     return float(np.mean([np.mean((o.astype(np.float64) - r) ** 2) for o, r in zip(outputs, reference)]))
 
 

@@ -28,6 +28,8 @@ class RunnerOptions:
     side by side in one process do not slow each other down (measured: 4.8 -> 7.6 ms on 2 cores).
     `device` asks for its delegates/providers; a missing one raises DeviceUnavailable unless
     `allow_fallback`, and then `describe()` says what actually ran.
+    `exact_int8` (onnxruntime) runs int8 QDQ models unfused, Q/DQ as float operations: the exact int8
+    arithmetic of a CPU whose kernels do not saturate, for a host whose kernels do (slower).
     """
 
     threads: int | None = None
@@ -35,6 +37,7 @@ class RunnerOptions:
     spin: bool = True
     device: DeviceProfile | None = None
     allow_fallback: bool = False
+    exact_int8: bool = False
 
 
 class Runner(abc.ABC):
@@ -84,6 +87,7 @@ def open_runner(
     spin: bool = True,
     device: DeviceProfile | None = None,
     allow_fallback: bool = False,
+    exact_int8: bool = False,
 ) -> Runner:
     """Open `artifact` with the runner for its format family (options as in RunnerOptions)."""
     from edgekit.loaders import LoadOptions
@@ -98,7 +102,8 @@ def open_runner(
         )
     module_name, _, class_name = backend.runner.partition(":")
     runner_class = getattr(importlib.import_module(module_name), class_name)
-    runner = runner_class(artifact, RunnerOptions(threads, load or LoadOptions(), spin, device, allow_fallback))
+    settings = RunnerOptions(threads, load or LoadOptions(), spin, device, allow_fallback, exact_int8)
+    runner = runner_class(artifact, settings)
     runner.artifact = artifact
     return runner
 

@@ -47,7 +47,10 @@ class OnnxRunner(Runner):
             options.intra_op_num_threads = settings.threads
         if not settings.spin:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if settings.exact_int8:
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.fallback: str | None = None
+        self.caveat = None if settings.exact_int8 else saturation_caveat(artifact)
         providers = self._providers(settings.device, settings.allow_fallback)
         try:
             # onnxruntime prints its own retry banner to stdout when a provider fails to start.
@@ -146,4 +149,21 @@ class OnnxRunner(Runner):
     def describe(self) -> str:
         """e.g. 'onnxruntime 1.31.1 (CPUExecutionProvider)'."""
         ran = f"onnxruntime {self._ort.__version__} ({', '.join(self._session.get_providers())})"
-        return ran + (f" [fallback: {self.fallback}]" if self.fallback else "")
+        notes = ([f"fallback: {self.fallback}"] if self.fallback else []) + ([self.caveat] if self.caveat else [])
+        return " ".join([ran, *(f"[{note}]" for note in notes)])
+
+
+def saturation_caveat(artifact: ModelArtifact) -> str | None:
+    """What to say when `artifact` is an int8 model quantized for a CPU preset whose 8-bit weights this
+    host's int8 kernels saturate on (edgekit.quantize.cpu), so that it drifts more here than recorded."""
+    from edgekit.quantize.cpu import PRESETS, saturates_here
+
+    made = next((entry for entry in reversed(artifact.lineage) if entry.get("step") == "quantize"), None)
+    options = made.get("options") if made else None
+    name = options.get("cpu_preset") if isinstance(options, dict) else None
+    if not isinstance(name, str) or name not in PRESETS or not saturates_here(PRESETS[name]):
+        return None
+    return (
+        f"int8 for {name}: this CPU has no VNNI, so its int8 kernels saturate with 8-bit weights and the model "
+        "drifts more than its sidecar says; re-quantize with --cpu x86-avx2"
+    )

@@ -37,6 +37,7 @@ def avx2_env(folder: Path) -> dict[str, str]:
         ["cc", "-O2", "-shared", "-fPIC", "-o", str(shim), str(ROOT / "benchmarks" / "cpuid_avx2.c")], check=True
     )
     env["LD_PRELOAD"] = str(shim)
+    env.pop("PYTHONFAULTHANDLER", None)  # its SIGSEGV handler would take the shim's CPUID traps
     return env
 
 

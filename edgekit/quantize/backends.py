@@ -18,7 +18,7 @@ from edgekit.formats import Family, Format
 from edgekit.quantize import float_ends, onnx_quant, tflite_quant
 from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import resolve_preset, saturates_here
-from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES
+from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES  # also the images weight rounding's H is built on
 from edgekit.quantize.onnx_bias import BiasCorrection, correct_biases
 from edgekit.quantize.onnx_compact import compact_quantized
 from edgekit.quantize.onnx_rounding import Rounding, round_weights

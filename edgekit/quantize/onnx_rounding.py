@@ -35,7 +35,6 @@ from edgekit.quantize.onnx_bias import named_outputs
 if TYPE_CHECKING:
     import onnx
 
-SAMPLES = 32  # calibration images whose layer inputs build each H
 DAMPING = 0.01  # of H's mean diagonal, added to its diagonal: keeps the inverse stable
 MAX_COLUMNS = 4096  # wider layers (H of 4096² float64 = 128 MB) keep nearest rounding
 MIN_ROWS_PER_COLUMN = 4  # fewer input positions than this per column: H is too poorly known to trust

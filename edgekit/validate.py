@@ -103,7 +103,7 @@ class ValidationReport:
     limits: Limits = dataclasses.field(default_factory=Limits)
     # How each model's outputs were read: e.g. {"reference": "probabilities (recorded)", ...}
     output_meaning: dict[str, str] = dataclasses.field(default_factory=dict)
-    candidate_runtime: str | None = None  # where the candidate ran, when not on this host
+    candidate_runtime: str | None = None  # where the candidate ran: when not on this host, or with a caveat
     host_vs_device: Json | None = None  # the candidate on this host vs on the board
 
     @property
@@ -250,6 +250,8 @@ def validate_models(
         cand_runner = stack.enter_context(open_runner(cand_artifact, threads=threads, load=load))
         if board is None:
             report = compare_on_data(ref_runner, cand_runner, prep, source, confidence, labels=labels)
+            if cand_runner.caveat:  # e.g. an int8 file whose kernels clip on this CPU: say so beside the drift
+                report.candidate_runtime = cand_runner.describe()
         else:
             report = _compare_on_board(ref_runner, cand_runner, board, prep, source, confidence, labels, threads)
     report.limits = limits or Limits()

@@ -14,6 +14,7 @@ from edgekit.formats import Format
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.quantize.cpu import hidden_by_cpuid, host_preset
 from edgekit.runtimes import open_runner
+from edgekit.validate import validate_models
 
 
 def main() -> None:
@@ -30,6 +31,7 @@ def main() -> None:
         report = quantize_model(Path(source), options)
         with open_runner(read_artifact(report.output)) as runner:
             facts[cpu] = {"arithmetic": report.settings["int8_arithmetic"], "runtime": runner.describe()}
+        facts[cpu]["validate"] = validate_models(Path(source), options.output, Path(calib)).candidate_runtime
     print(json.dumps(facts))
 
 

@@ -19,6 +19,7 @@ from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.quantize.backends import EXACT_ARITHMETIC
 from edgekit.quantize.cpu import PRESETS, saturates_here
 from edgekit.runtimes import open_runner
+from edgekit.validate import validate_models
 from tests.avx2 import run_on_avx2
 
 FULL = 255.0  # both inputs at the top of the uint8 range
@@ -110,8 +111,9 @@ def test_on_avx2_kernels_edgekit_measures_exact_int8_for_vnni_targets_and_says_s
     assert facts["saturating_kernels"] < exact_value() * 0.6  # 32767 of 64770 survives the 16-bit sum
     assert facts["x86-vnni"]["arithmetic"] == EXACT_ARITHMETIC
     assert "saturate" in facts["x86-vnni"]["runtime"] and "--cpu x86-avx2" in facts["x86-vnni"]["runtime"]
+    assert facts["x86-vnni"]["validate"] == facts["x86-vnni"]["runtime"]  # the validate report says it too
     assert facts["x86-avx2"]["arithmetic"] != EXACT_ARITHMETIC
-    assert "saturate" not in facts["x86-avx2"]["runtime"]
+    assert "saturate" not in facts["x86-avx2"]["runtime"] and facts["x86-avx2"]["validate"] is None
     # The same quantization here, told to measure exact int8: the same int32 biases (the AVX2 kernels'
     # clipped sums did not reach the bias correction)
     monkeypatch.setattr(backends, "saturates_here", lambda preset: True)
@@ -125,9 +127,9 @@ def test_on_avx2_kernels_edgekit_measures_exact_int8_for_vnni_targets_and_says_s
 def test_a_vnni_file_warns_only_where_it_saturates(
     torch_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
 ) -> None:
-    """In this process (this host's kernels): the x86-vnni file's runner carries the saturation warning
-    exactly when this host saturates 8-bit weights, and bias correction ran on the host's kernels
-    unless it does."""
+    """In this process (this host's kernels): the x86-vnni file's runner, and `validate`'s report, carry
+    the saturation warning exactly when this host saturates 8-bit weights, and bias correction ran on
+    the host's kernels unless it does."""
     report = quantize_model(
         torch_models["pt2"], QuantizeOptions(calib=crops["calib"], cpu="x86-vnni", output=tmp_path / "v.onnx")
     )
@@ -135,3 +137,5 @@ def test_a_vnni_file_warns_only_where_it_saturates(
     assert (report.settings["int8_arithmetic"] == EXACT_ARITHMETIC) == saturates
     with open_runner(read_artifact(report.output)) as runner:
         assert ("saturate" in runner.describe()) == saturates
+    shown = validate_models(torch_models["pt2"], report.output, crops["val"]).candidate_runtime
+    assert (shown is not None and "saturate" in shown) == saturates

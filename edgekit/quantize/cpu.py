@@ -17,6 +17,7 @@ host therefore measures bias correction with exact int8 arithmetic (see `saturat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 from pathlib import Path
 
@@ -72,19 +73,20 @@ def resolve_preset(name: str | None) -> CpuPreset:
     return PRESETS[name]
 
 
-def _cpu_flags() -> set[str]:
+def _cpu_flags() -> frozenset[str]:
     """The kernel's CPU flags, less those this process's CPUID hides (the runtimes pick their kernels
     from CPUID, so that is what counts)."""
     return _kernel_flags() - hidden_by_cpuid()
 
 
-def _kernel_flags() -> set[str]:
+@functools.cache  # read once: every int8 runner that is opened asks (saturates_here)
+def _kernel_flags() -> frozenset[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
+        return frozenset()
     line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+    return frozenset(line.partition(":")[2].split())
 
 
 def hidden_by_cpuid() -> set[str]:

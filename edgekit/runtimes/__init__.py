@@ -47,6 +47,8 @@ class Runner(abc.ABC):
     # share one runner instead of each loading the model).
     concurrent: bool = False
     artifact: ModelArtifact | None = None  # what it was opened from (set by open_runner)
+    # What its results here need said, also in describe(): e.g. int8 kernels that clip on this CPU
+    caveat: str | None = None
 
     @abc.abstractmethod
     def inputs(self) -> list[TensorSpec]:

@@ -266,9 +266,10 @@ def main() -> None:
     """Both real models, ONNX and TFLite, one run."""
     console = Console(width=150)
     console.print(f"host CPU preset: {host_preset().name} ({host_preset().reason}); {os.cpu_count()} cores")
-    if hidden_by_cpuid():
+    hidden = hidden_by_cpuid()
+    if hidden:
         console.print(
-            f"CPUID masked ({len(hidden_by_cpuid())} flags hidden, e.g. avx512f, avx512_vnni): every runtime runs "
+            f"CPUID masked ({len(hidden)} flags hidden, e.g. avx512f, avx512_vnni): every runtime runs "
             "its AVX2 kernels on this machine's cores. Arithmetic as on an AVX2 CPU; speed NOT an AVX2 CPU's"
         )
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-q-") as tmp:

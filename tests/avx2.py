@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.quantize.cpu import host_preset
+from edgekit.quantize.cpu import host_preset, kernel_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def avx2_env(folder: Path) -> dict[str, str]:
         return env
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("AVX2 kernels need an x86-64 host")
-    if "cpuid_fault" not in Path("/proc/cpuinfo").read_text() or shutil.which("cc") is None:
+    if "cpuid_fault" not in kernel_flags() or shutil.which("cc") is None:
         pytest.skip("masking CPUID needs CPUID faulting and a C compiler")
     shim = folder / "cpuid_avx2.so"
     subprocess.run(

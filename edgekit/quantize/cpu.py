@@ -76,11 +76,12 @@ def resolve_preset(name: str | None) -> CpuPreset:
 def _cpu_flags() -> frozenset[str]:
     """The kernel's CPU flags, less those this process's CPUID hides (the runtimes pick their kernels
     from CPUID, so that is what counts)."""
-    return _kernel_flags() - hidden_by_cpuid()
+    return kernel_flags() - hidden_by_cpuid()
 
 
 @functools.cache  # read once: every int8 runner that is opened asks (saturates_here)
-def _kernel_flags() -> frozenset[str]:
+def kernel_flags() -> frozenset[str]:
+    """The CPU flags the kernel lists in /proc/cpuinfo (empty where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -93,7 +94,7 @@ def hidden_by_cpuid() -> set[str]:
     """Flags that /proc/cpuinfo lists but CPUID, as numpy read it in this process, does not report: an
     emulator's CPU model, or a CPUID shim such as benchmarks/cpuid_avx2.c. Without AVX-512 the newer
     VNNI and AMX flags are taken as hidden too (numpy does not report those)."""
-    flags = _kernel_flags()
+    flags = kernel_flags()
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as seen
     except ImportError:  # numpy < 2 or a build without it: trust /proc/cpuinfo

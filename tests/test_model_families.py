@@ -15,6 +15,7 @@ from edgekit.preprocess import PreprocessOverrides
 from tests.zoo_models import (
     KERAS_APPLICATIONS,
     KERAS_HEAVY,
+    KERAS_HEAVY_INT8,
     KERAS_SIZE,
     SIZE,
     TORCH_FAMILIES,
@@ -73,7 +74,7 @@ def keras_zoo_crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
 @pytest.mark.parametrize(
     "application",
-    [pytest.param(name, marks=pytest.mark.heavy) if name in KERAS_HEAVY else name for name in KERAS_APPLICATIONS],
+    [pytest.param(name, marks=pytest.mark.heavy) if name in KERAS_HEAVY_INT8 else name for name in KERAS_APPLICATIONS],
 )
 def test_keras_application_converts_to_onnx_and_tflite_and_quantizes(
     application: str, keras_zoo_crops: dict[str, Path], tmp_path: Path

@@ -297,6 +297,9 @@ KERAS_APPLICATIONS: dict[str, tuple[str, dict[str, object]]] = {
 # 4-8 minutes each through both conversions and quantize on 2 cores: `make test` leaves them to
 # `make test-zoo` and `make bench-zoo` (pytest -m heavy runs them too).
 KERAS_HEAVY = ("DenseNet121", "NASNetMobile", "ResNet50V2", "ConvNeXtTiny")
+# Their conversion and int8 take 5-7 minutes each on a 2-core AVX2 host (2 on the Xeon): `make test`
+# keeps their pruning (which converts to TFLite with parity) and the small net of their special layers.
+KERAS_HEAVY_INT8 = (*KERAS_HEAVY, "EfficientNetB0", "EfficientNetV2B0")
 
 
 def _crops(count: int, size: int) -> np.ndarray:

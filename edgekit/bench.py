@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import resource
 import shlex
 import subprocess
@@ -73,13 +72,13 @@ class BenchResult:
 def measure(model: Path, settings: BenchSettings) -> BenchResult:
     """Measure one model in this process (the worker's job)."""
     from edgekit.artifact import read_artifact
-    from edgekit.devices import host_facts, load_profile
+    from edgekit.devices import host_facts, load_profile, usable_cores
     from edgekit.runtimes import open_runner
 
     profile = load_profile(settings.device)
     artifact = read_artifact(model)
     # A profile's thread count is its board's core count; more threads than this host has only thrash.
-    threads = settings.threads or (min(profile.threads, os.cpu_count() or 1) if profile.threads else None)
+    threads = settings.threads or (min(profile.threads, usable_cores()) if profile.threads else None)
     started = time.perf_counter()
     runner = open_runner(artifact, threads=threads, device=profile, allow_fallback=settings.allow_fallback)
     load_ms = (time.perf_counter() - started) * 1e3

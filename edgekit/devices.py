@@ -92,6 +92,15 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     return profiles[name_or_path]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, a container's cpuset), not the
+    machine's count that os.cpu_count() gives, which oversubscribes a pinned process."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def host_facts() -> Json:
     """What this machine has: CPU, cores, runtimes and versions, providers, delegates, cameras, governor."""
     facts: Json = {
@@ -100,6 +109,7 @@ def host_facts() -> Json:
         "python": platform.python_version(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "cameras": sorted(glob.glob("/dev/video*")),
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "temperature_c": _temperature(),

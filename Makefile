@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
+# Test files run on this many pytest-xdist workers, a whole file per worker (module fixtures such as the
+# emulated board, are made once): QEMU, debootstrap, TF conversion and torch.export are mostly
+# single-threaded, so two workers overlap them on 2 cores. More workers mean more memory (each loads TF and torch: ~3 GiB).
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-zoo lint bench-convert bench-quantize bench-quantize-avx2 bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean
 
@@ -23,7 +27,7 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check edgekit tests benchmarks scripts
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not heavy"
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not heavy" -n $(TEST_WORKERS) --dist loadfile
 
 # The large Keras applications of the model zoo (DenseNet121, NASNetMobile, ResNet50V2, ConvNeXtTiny).
 test-zoo: setup

@@ -81,6 +81,17 @@ def test_stale_partials_of_dead_processes_are_swept(tmp_path: Path) -> None:
     assert not stale.exists() and target.read_bytes() == b"done"
 
 
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test, as a program started from a terminal has it: a
+    pytest-xdist worker (and `pytest &`) runs with SIGINT ignored, where deferred_interrupt rightly
+    does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint_handler")
 def test_ctrl_c_in_a_framework_call_is_held_until_it_returns() -> None:
     """One Ctrl-C inside a framework call lets the call finish and is raised after it (the crash was a
     KeyboardInterrupt unwinding through TensorFlow's or torch's own code); a second one stops at

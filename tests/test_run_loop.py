@@ -282,7 +282,11 @@ def test_signal_ends_the_loop_with_summary_and_playable_recording(
     assert process.stdout is not None
     lines = [process.stdout.readline() for _ in range(40)]  # the loop is running and has written frames
     process.send_signal(signum)
-    rest, stderr = process.communicate(timeout=60)
+    # Read on through the same buffered file: communicate() reads the raw pipe, so a line that
+    # readline() had half read ahead would lose its start.
+    rest = process.stdout.read()
+    stderr = process.stderr.read() if process.stderr else ""
+    process.wait(timeout=60)
     lines += rest.splitlines()
     reported = [json.loads(line) for line in lines if line.startswith("{")]
     assert process.returncode == 0, stderr

@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
-# Test files run on this many pytest-xdist workers, a whole file per worker (module fixtures such as the
-# emulated board, are made once): QEMU, debootstrap, TF conversion and torch.export are mostly
-# single-threaded, so two workers overlap them on 2 cores. More workers mean more memory (each loads TF and torch: ~3 GiB).
+# Test files run on this many pytest-xdist workers, a whole file per worker (so module fixtures such as
+# the emulated board are made once): QEMU, debootstrap, TF conversion and torch.export are mostly
+# single-threaded, so two workers overlap them on 2 cores. More workers need more memory (each loads
+# TF and torch: about 3 GiB).
 TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-zoo lint bench-convert bench-quantize bench-quantize-avx2 bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -226,7 +227,6 @@ def test_live_source_is_reconnected_without_leaving_the_loop(tiny_tflite: Path, 
 def test_http_stream_server_killed_and_restarted(tiny_tflite: Path, photos_dir: Path) -> None:
     """A real MJPEG-over-HTTP stream (what IP cameras and mjpg-streamer serve): its server process is
     killed mid-stream and started again; the loop reconnects with back-off and keeps classifying."""
-    import threading
     import time
 
     port = free_port()
@@ -283,10 +283,16 @@ def test_signal_ends_the_loop_with_summary_and_playable_recording(
     lines = [process.stdout.readline() for _ in range(40)]  # the loop is running and has written frames
     process.send_signal(signum)
     # Read on through the same buffered file: communicate() reads the raw pipe, so a line that
-    # readline() had half read ahead would lose its start.
-    rest = process.stdout.read()
-    stderr = process.stderr.read() if process.stderr else ""
-    process.wait(timeout=60)
+    # readline() had half read ahead would lose its start. A loop that ignores the signal is killed
+    # after 60 s (and fails on its exit status) instead of hanging the test.
+    killer = threading.Timer(60, process.kill)
+    killer.start()
+    try:
+        rest = process.stdout.read()
+        stderr = process.stderr.read() if process.stderr else ""
+    finally:
+        killer.cancel()
+    process.wait(timeout=10)
     lines += rest.splitlines()
     reported = [json.loads(line) for line in lines if line.startswith("{")]
     assert process.returncode == 0, stderr
@@ -311,8 +317,6 @@ def test_closed_stdout_ends_the_loop_quietly(tiny_tflite: Path, video: Path) -> 
 def test_results_are_handled_on_the_callers_thread(tiny_tflite: Path, video: Path) -> None:
     """Overlay, recording and the window run where `run` was called (inference on worker threads):
     OpenCV's Qt and Cocoa windows only work from the main thread."""
-    import threading
-
     artifact = read_artifact(tiny_tflite)
     handled = set()
     with open_runner(artifact) as first, open_runner(artifact) as second:

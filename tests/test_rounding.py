@@ -261,6 +261,10 @@ def test_float_fallbacks_nobody_asked_for_are_named(
     dense = next(
         names[int(op["outputs"][0])] for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"
     )
+    weight = next(
+        names[int(op["inputs"][1])] for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"
+    )
+    assert dense in backend.layer_names() and weight not in backend.layer_names()  # a weight changes nothing
     softmax = backend.float_softmax()
     kept = backend.quantize([dense])
     assert float_ops(kept, [dense, *softmax]) == [] and backend.warnings(kept) == []

@@ -18,9 +18,10 @@ from edgekit.formats import Family, Format
 from edgekit.quantize import float_ends, onnx_quant, tflite_quant
 from edgekit.quantize.common import LayerDrift, tensors
 from edgekit.quantize.cpu import resolve_preset, saturates_here
-from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES  # also the images weight rounding's H is built on
+from edgekit.quantize.onnx_bias import SAMPLES as BIAS_SAMPLES
 from edgekit.quantize.onnx_bias import BiasCorrection, correct_biases
 from edgekit.quantize.onnx_compact import compact_quantized
+from edgekit.quantize.onnx_rounding import SAMPLES as ROUNDING_SAMPLES
 from edgekit.quantize.onnx_rounding import Rounding, round_weights
 from edgekit.quantize.onnx_sensitivity import output_effect
 from edgekit.quantize.tflite_bias import collect_outputs, correct_tflite_biases, output_error
@@ -174,18 +175,21 @@ class OnnxBackend(Backend):
 
     def _refine(self, target: Path) -> None:
         """Static int8, in place: weight rounding, the preset's weight-pair limit, bias correction."""
-        feeds = [{self.spec.name: t} for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
+        count = max(BIAS_SAMPLES, ROUNDING_SAMPLES)
+        feeds = [{self.spec.name: t} for t in tensors(self.calibration(count), self.prep, self.spec)]
         limit = self.cpu.limit_pairs
         if limit:
             self.widenings[target] = widen_row_scales(self.preprocessed, target)
         if self.options.weight_rounding:
             self.roundings[target] = round_weights(
-                self.preprocessed, target, feeds, self.progress, self._rounded, limit_pairs=limit
+                self.preprocessed, target, feeds[:ROUNDING_SAMPLES], self.progress, self._rounded, limit_pairs=limit
             )
         if limit:  # what GPTQ's pair-limited rounding and the widening left (nothing, checked in tests)
             self.widenings[target].weights_limited_after = limit_file_pairs(target)
         if self.options.bias_correction:
-            self.corrections[target] = correct_biases(self.preprocessed, target, feeds, self.progress, self.exact_int8)
+            self.corrections[target] = correct_biases(
+                self.preprocessed, target, feeds[:BIAS_SAMPLES], self.progress, self.exact_int8
+            )
 
     def _widening_of(self, candidate: Path | None) -> Json | None:
         """How the weight-pair limit widened `candidate`'s weight steps, as a dict, or None."""
@@ -312,14 +316,15 @@ class TFLiteBackend(Backend):
             self.make_converter, self.options.scheme, self.dataset(), self.options.io_dtype, float_layers + softmax
         )
         if self.options.scheme == "int8" and (self.options.bias_correction or self.options.weight_rounding):
-            samples = [t.astype(np.float32) for t in tensors(self.calibration(BIAS_SAMPLES), self.prep, self.spec)]
+            count = max(BIAS_SAMPLES, ROUNDING_SAMPLES)
+            samples = [t.astype(np.float32) for t in tensors(self.calibration(count), self.prep, self.spec)]
             if self.options.weight_rounding:
                 data, self.roundings[target] = round_tflite_weights(
-                    self._float_flatbuffer(), data, samples, self.progress, self._rounded
+                    self._float_flatbuffer(), data, samples[:ROUNDING_SAMPLES], self.progress, self._rounded
                 )
             if self.options.bias_correction:
                 data, self.corrections[target] = correct_tflite_biases(
-                    self._float_flatbuffer(), data, samples, self.progress
+                    self._float_flatbuffer(), data, samples[:BIAS_SAMPLES], self.progress
                 )
         if self.options.scheme == "int8" and self.options.range_selection:
             samples = [t.astype(np.float32) for t in tensors(self.calibration(RANGE_SAMPLES), self.prep, self.spec)]
@@ -342,11 +347,13 @@ class TFLiteBackend(Backend):
         ]
 
     def layer_names(self) -> set[str]:
-        """Tensor names of this converter's float model (what the debugger's denylist matches)."""
+        """Output tensor names of this converter's float model's ops (what the debugger's denylist
+        matches; a weight's or an input's name would be accepted there and change nothing)."""
         from edgekit.runtimes.tflite import find_interpreter
 
         interpreter = find_interpreter()[1](model_content=self._float_flatbuffer())
-        return {detail["name"] for detail in interpreter.get_tensor_details()}
+        names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+        return {names[int(i)] for op in interpreter._get_ops_details() for i in op["outputs"] if int(i) in names}
 
     def float_softmax(self) -> list[str]:
         """The final softmax, kept in float for float-IO int8 as in ONNX (an int8 softmax rounds small

@@ -229,6 +229,8 @@ def _tflite_block_after(
     single chain (padding and activations between), keep its output's height and width and are no wider
     than it, up to the last of them."""
     shape = list(details[stem_output]["shape"])
+    if len(shape) != 4:  # not an image-shaped stem (NHWC): no block to follow
+        return []
     tensor, pending, block = stem_output, [], []
     while len(readers.get(tensor, [])) == 1:
         op = readers[tensor][0]

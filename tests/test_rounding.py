@@ -339,3 +339,64 @@ def test_tflite_layers_are_ranked_by_their_effect_on_the_output(
 
     base = error([])
     assert (base - error([first.node])) / base == pytest.approx(first.score, rel=0.05)
+
+
+def test_tflite_calibration_is_made_once_and_quantizes_as_a_fresh_converter_run(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """Budget rounds and the ranking quantize one calibrated model again with other layers in float:
+    the bytes are those of QuantizationDebugger's denylist on a fresh converter run, for every set of
+    float layers, and the converter calibrates once."""
+    from edgekit.artifact import read_artifact
+    from edgekit.convert.api import ConvertOptions, convert_model
+    from edgekit.loaders.keras_loader import import_tf
+    from edgekit.quantize import tflite_quant
+    from edgekit.quantize.backends import TFLiteBackend
+
+    tf = import_tf()
+    reference = convert_model(keras_models["keras"], ConvertOptions(Format.TFLITE, output=tmp_path / "f.tflite")).output
+    options = QuantizeOptions(format=Format.TFLITE, calib=crops["calib"], calib_count=16)
+    backend = TFLiteBackend(keras_models["keras"], reference, tmp_path, options, read_artifact(reference).preprocessing)
+    calibration = backend.calibrated()
+    made = []
+    real_make = backend.make_converter
+    calibration._make_converter = lambda: made.append(1) or real_make()  # counts converter runs
+    softmax = backend.float_softmax()
+    assert softmax
+    models = []
+    conv = next(name for name in sorted(backend.layer_names()) if "conv2d" in name.lower())
+    for exclude in (softmax, [conv, *softmax]):
+        debug = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=exclude)
+        converter = tflite_quant.configure(real_make(), "int8", backend.dataset(), "float", allow_float=True)
+        fresh = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=backend.dataset(), debug_options=debug
+        ).get_nondebug_quantized_model()
+        models.append(calibration.quantize(exclude))
+        assert models[-1] == fresh
+    assert models[0] != models[1]  # the conv layer really stayed float
+    assert made == [1]
+    assert backend.calibrated() is calibration
+
+
+def test_integer_io_keeps_every_layer_int8_under_a_budget(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """An Edge TPU build (--io-dtype uint8) under a budget it cannot meet stays all-int8 with uint8
+    inputs and outputs (a float layer would have turned them back to float), and says why; --keep-float
+    with integer IO is refused."""
+    from edgekit.errors import BadInput
+    from edgekit.runtimes.tflite import find_interpreter
+
+    options = QuantizeOptions(
+        calib=crops["calib"], val=crops["val"], io_dtype="uint8", max_drift="1.0", output=tmp_path / "u.tflite"
+    )
+    report = quantize_model(keras_models["keras"], options)
+    assert [r.float_layers for r in report.rounds] == [[]]
+    assert report.output is None and not (tmp_path / "u.tflite").exists()  # 100% agreement is not reached
+    assert any("every op runs in int8" in warning for warning in report.warnings)
+    looser = QuantizeOptions(**{**vars(options), "max_drift": "0.5", "budget": None})
+    met = quantize_model(keras_models["keras"], looser)
+    interpreter = find_interpreter()[1](model_path=str(met.output))
+    assert interpreter.get_input_details()[0]["dtype"] == interpreter.get_output_details()[0]["dtype"] == np.uint8
+    with pytest.raises(BadInput, match="--keep-float needs a float-IO model"):
+        quantize_model(keras_models["keras"], QuantizeOptions(**{**vars(options), "keep_float": ["x"], "force": True}))

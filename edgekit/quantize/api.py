@@ -184,6 +184,11 @@ def quantize_model(
                 f"with every layer quantized the model runs at {first.speedup:.2f}x the float model's speed, "
                 f"under --min-speedup {options.min_speedup:g}: no layer could be kept in float"
             )
+        if not report.passed and not backend.can_keep_float():
+            warnings.append(
+                f"with --io-dtype {options.io_dtype} every op runs in int8, so no layer could be kept in float "
+                "to meet the budget; more or closer calibration images, or float IO, may"
+            )
         slower = _slower_than_float(report)
         report.warnings = warnings + ([slower] if slower else []) + backend.warnings(candidate)
         if report.passed:
@@ -198,6 +203,11 @@ def _check_keep_float(names: list[str], backend: Backend) -> None:
     """BadInput for a --keep-float name that matches no layer (it would be ignored silently)."""
     if not names:
         return
+    if not backend.can_keep_float():
+        raise BadInput(
+            f"--keep-float needs a float-IO model: with --io-dtype {backend.options.io_dtype} every op runs in int8",
+            fix="drop --keep-float, or leave --io-dtype at float",
+        )
     known = backend.layer_names()
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -299,6 +309,8 @@ def _budget_loop(
             if chosen is None or _closer(validation, chosen[2]):
                 chosen = (len(rounds) - 1, candidate, validation)
             if validation.passed or options.scheme != "int8" or len(float_layers) >= options.max_float_layers:
+                break
+            if not backend.can_keep_float():
                 break
             if not layers:
                 progress("ranking layers by quantization error")

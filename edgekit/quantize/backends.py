@@ -117,6 +117,10 @@ class Backend(abc.ABC):
     def layer_names(self) -> set[str]:
         """The names `--keep-float` may use for this model."""
 
+    def can_keep_float(self) -> bool:
+        """May layers stay in float in this model (an integer-IO one runs every op in int8)?"""
+        return True
+
     def rounding_of(self, candidate: Path | None) -> Json | None:
         """The weight rounding applied to `candidate`, as a dict, or None."""
         rounding = self.roundings.get(candidate) if candidate is not None else None
@@ -263,6 +267,7 @@ class TFLiteBackend(Backend):
         self.unexpected_float: dict[Path, list[str]] = {}  # ops left in float that no one asked for
         self.ranges: dict[Path, RangeSelection] = {}  # per quantized file
         self._ranges_chosen: dict[str, float] = {}  # the first round's choice, reused by budget rounds
+        self._calibrations: dict[int | None, tflite_quant.Calibration] = {}  # by image count, reused by rounds
 
     def _converter_factory(self) -> Any:
         from edgekit.convert.onnx_names import tf_scope
@@ -308,13 +313,20 @@ class TFLiteBackend(Backend):
 
         return generate if self.options.calib is not None else None
 
+    def calibrated(self, count: int | None = None) -> tflite_quant.Calibration:
+        """The converter calibrated on `count` calibration images (default: all), made once per count."""
+        if count not in self._calibrations:
+            self._calibrations[count] = tflite_quant.Calibration(self.make_converter, self.dataset(count))
+        return self._calibrations[count]
+
     def quantize(self, float_layers: list[str]) -> Path:
         """One converter run."""
         target = self.next_path()
         softmax = [name for name in self.float_ends_and_softmax() if name not in float_layers]
         data = tflite_quant.quantize_tflite(
-            self.make_converter, self.options.scheme, self.dataset(), self.options.io_dtype, float_layers + softmax
-        )
+            self.make_converter, self.options.scheme, self.dataset(), self.options.io_dtype, float_layers + softmax,
+            self.calibrated(),
+        )  # fmt: skip
         if self.options.scheme == "int8" and (self.options.bias_correction or self.options.weight_rounding):
             count = max(BIAS_SAMPLES, ROUNDING_SAMPLES)
             samples = [t.astype(np.float32) for t in tensors(self.calibration(count), self.prep, self.spec)]
@@ -366,6 +378,11 @@ class TFLiteBackend(Backend):
         float_ends); none for integer IO or with --int8-ends."""
         return self._stem if self._float_io_int8() and self.options.float_ends else []
 
+    def can_keep_float(self) -> bool:
+        """Only with float IO: integer IO (the Edge TPU's) is all-int8, and a kept float op would also
+        turn the model's inputs and outputs back to float."""
+        return self._float_io_int8()
+
     def _float_io_int8(self) -> bool:
         """int8 with float inputs and outputs, the only case where parts of the model may stay float."""
         return self.options.scheme == "int8" and self.options.io_dtype == "float"
@@ -394,7 +411,7 @@ class TFLiteBackend(Backend):
         """Layers ranked by their effect on the output: the QuantizationDebugger's per-layer error
         picks the EFFECT_CANDIDATES worst, and each of those is then measured end to end (an int8
         model with only that layer in float, against the float model); the rest follow in local order."""
-        local = tflite_quant.layer_drift(self.make_converter, self.dataset(DEBUG_SAMPLES), self.names)
+        local = tflite_quant.layer_drift(self.calibrated(DEBUG_SAMPLES), self.dataset(DEBUG_SAMPLES), self.names)
         local = [layer for layer in local if layer.node not in self.float_stem()]  # float already
         samples = [t.astype(np.float32) for t in tensors(self.calibration(DEBUG_SAMPLES), self.prep, self.spec)]
         reference = collect_outputs(self._float_flatbuffer(), samples, self.options.threads)
@@ -403,6 +420,7 @@ class TFLiteBackend(Backend):
             data = tflite_quant.quantize_tflite(
                 self.make_converter, "int8", self.dataset(DEBUG_SAMPLES), self.options.io_dtype,
                 exclude + [n for n in self.float_ends_and_softmax() if n not in exclude],
+                self.calibrated(DEBUG_SAMPLES),
             )  # fmt: skip
             return output_error(data, samples, reference, self.options.threads)
 

@@ -227,12 +227,12 @@ def agreement_with_interval(report: ValidationReport) -> str:
 
 def validation_table(report: ValidationReport, title: str) -> Table:
     """The drift measures of one validation."""
+    from edgekit.validate import NEAR_TIE_MARGIN
+
     table = Table(title=title, show_header=False)
     table.add_row(
         "images", f"{report.images}" + (f" ({report.skipped_files} unreadable skipped)" if report.skipped_files else "")
     )
-    from edgekit.validate import NEAR_TIE_MARGIN
-
     table.add_row("top-1 agreement", agreement_with_interval(report))
     if report.top1_changed:
         table.add_row(

@@ -320,7 +320,8 @@ class TFLiteBackend(Backend):
         return self._calibrations[count]
 
     def quantize(self, float_layers: list[str]) -> Path:
-        """One converter run."""
+        """One int8 model: a converter run, or with layers in float a re-quantization of the calibrated
+        model; then weight rounding, bias correction and range selection as set."""
         target = self.next_path()
         softmax = [name for name in self.float_ends_and_softmax() if name not in float_layers]
         data = tflite_quant.quantize_tflite(

@@ -259,7 +259,7 @@ def peer_candidates(
 
 def bench_model(title: str, source: Path, fmt: Format, work: Path, crops: Crops, console: Console) -> None:
     """Every candidate's size, p50 (in turns), agreement with fp32 on the held-out crops, KL, top-class
-        probability gap on the confident crops, its top-1 changes (how many on fp32's near-ties), agreement on
+    probability gap on the confident crops, its top-1 changes (how many on fp32's near-ties), agreement on
     all 600 held-out crops with its 95% interval, and build time."""
     float_path = work / f"float.{fmt.value}"
     if source.suffix == f".{fmt.value}":  # a carried float file (EDGEKIT_BENCH_FLOAT)

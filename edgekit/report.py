@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from edgekit.jsontypes import Json
     from edgekit.prune import PruneReport
     from edgekit.quantize.api import QuantizeReport
+    from edgekit.quantize.common import LayerDrift
     from edgekit.recipes.runner import RunResult
     from edgekit.validate import ValidationReport
 
@@ -320,20 +321,30 @@ def print_quantize(report: QuantizeReport) -> None:
             rounds.add_row(*row, *([f"{r.speedup:.2f}x" if r.speedup else ""] if timed else []))
         _out.print(rounds)
     if report.layers:
-        layers = Table(title="layers that lose the most to quantization (source-model names)")
-        for column in ("layer", "op", "node", "SQNR after (dB)", "output error gone if float"):
-            layers.add_column(column)
-        for layer in report.layers[:8]:
-            sqnr = "n/a" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}"
-            effect = f"{layer.score:.3g}" if layer.effect_measured else "not measured"
-            layers.add_row(layer.source_name, layer.op_type, layer.node[:40], sqnr, effect)
-        _out.print(layers)
+        _out.print(layer_table(report.layers[:8]))
     for warning in report.warnings:
         _err.print(_styled("warning:", "yellow", warning))
     settings = ", ".join(f"{k}={v}" for k, v in report.settings.items() if k != "preset_reason")
     _out.print(f"settings: {settings}")
     if "preset_reason" in report.settings:
         _out.print(f"why: {report.settings['preset_reason']}")
+
+
+def layer_table(ranked: list[LayerDrift]) -> Table:
+    """The ranked layers by their source-model names, whole (they are what --keep-float takes)."""
+    table = Table(
+        title="layers that lose the most to quantization (source-model names)",
+        caption="--keep-float LAYER keeps one in float",
+    )
+    table.add_column("layer", no_wrap=True)
+    table.add_column("op", no_wrap=True)
+    for column in ("SQNR (dB)", "error gone if float"):
+        table.add_column(column)
+    for layer in ranked:
+        sqnr = "n/a" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}"
+        effect = f"{layer.score:.3g}" if layer.effect_measured else "not measured"
+        table.add_row(layer.source_name.split(" (")[0], layer.op_type, sqnr, effect)
+    return table
 
 
 def _print_recovery(report: PruneReport) -> None:

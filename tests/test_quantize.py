@@ -395,3 +395,20 @@ def test_onnx_compaction_leaves_control_flow_alone(tmp_path: Path) -> None:
     before = path.read_bytes()
     feeds = [{"cond": np.array(True), "x": np.ones(1, np.float32)}]
     assert not compact_quantized(path, path, feeds) and path.read_bytes() == before
+
+
+@pytest.mark.parametrize("can_keep_float", [True, False])
+def test_the_slower_than_float_warning_suggests_keep_float_only_where_layers_can_stay_float(
+    can_keep_float: bool,
+) -> None:
+    """An integer-IO (Edge TPU) model refuses --keep-float, so its warning must not suggest it."""
+    from types import SimpleNamespace
+
+    from edgekit.quantize.api import _slower_than_float
+
+    slower = SimpleNamespace(quant_ms=2.0, float_ms=1.0, scheme="int8", settings={"cpu_preset": "x86-avx2"})
+    warning = _slower_than_float(slower, can_keep_float)  # type: ignore[arg-type]
+    assert warning is not None and "0.50x" in warning and "--cpu" in warning
+    assert ("--keep-float" in warning) == can_keep_float
+    faster = SimpleNamespace(**{**vars(slower), "quant_ms": 0.5})
+    assert _slower_than_float(faster, can_keep_float) is None  # type: ignore[arg-type]

@@ -400,3 +400,77 @@ def test_integer_io_keeps_every_layer_int8_under_a_budget(
     assert interpreter.get_input_details()[0]["dtype"] == interpreter.get_output_details()[0]["dtype"] == np.uint8
     with pytest.raises(BadInput, match="--keep-float needs a float-IO model"):
         quantize_model(keras_models["keras"], QuantizeOptions(**{**vars(options), "keep_float": ["x"], "force": True}))
+
+
+def test_tflite_budget_rounds_reuse_bias_corrections_before_the_first_float_layer(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """A budget round keeps the layers before its first float layer as the earlier round corrected
+    them, without measuring them again, and writes the bytes that a correction from scratch writes;
+    a float first layer changes everything after it, so nothing is reused there."""
+    from edgekit.artifact import read_artifact
+    from edgekit.convert.api import ConvertOptions, convert_model
+    from edgekit.quantize.backends import TFLiteBackend
+    from edgekit.quantize.tflite_bias import WEIGHTED_OPS
+    from edgekit.runtimes.tflite import find_interpreter
+
+    reference = convert_model(keras_models["keras"], ConvertOptions(Format.TFLITE, output=tmp_path / "f.tflite")).output
+    options = QuantizeOptions(format=Format.TFLITE, calib=crops["calib"], calib_count=16, range_selection=False)
+    messages: list[str] = []
+
+    def backend(work: str) -> TFLiteBackend:
+        (tmp_path / work).mkdir(exist_ok=True)
+        prep = read_artifact(reference).preprocessing
+        return TFLiteBackend(keras_models["keras"], reference, tmp_path / work, options, prep, messages.append)
+
+    reusing = backend("reusing")
+    interpreter = find_interpreter()[1](model_content=reusing._float_flatbuffer())
+    names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    weighted = [names[int(op["outputs"][0])] for op in ops if op["op_name"] in WEIGHTED_OPS]
+    first, last = weighted[0], weighted[-1]  # the stem conv and the dense head
+    reusing.quantize([])
+    for float_layer in (last, first):
+        messages.clear()
+        reused = reusing.quantize([float_layer]).read_bytes()
+        said = [message for message in messages if "as in the earlier round" in message]
+        assert bool(said) == (float_layer == last), said
+        assert reused == backend(f"scratch-{len(weighted)}-{float_layer == last}").quantize([float_layer]).read_bytes()
+
+
+@pytest.mark.parametrize("target", [Format.ONNX, Format.TFLITE])
+def test_keep_float_takes_the_source_layer_name_the_layer_table_shows(
+    torch_models: dict[str, Path], keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path, target: Format
+) -> None:
+    """`--keep-float conv2` (the torch module / Keras layer the report's layer table names) keeps the
+    nodes made from that layer in float: the same file as naming the node itself."""
+    from edgekit.artifact import read_artifact
+    from edgekit.convert.api import ConvertOptions, convert_model
+    from edgekit.quantize.backends import BACKENDS
+
+    source = torch_models["pt2"] if target is Format.ONNX else keras_models["keras"]
+    reference = convert_model(source, ConvertOptions(target, output=tmp_path / f"f.{target.value}")).output
+    options = QuantizeOptions(format=target, calib=crops["calib"], calib_count=16)
+    backend = BACKENDS[target](source, reference, tmp_path, options, read_artifact(reference).preprocessing)
+    layer = next(layer for layer in backend.layer_drift() if layer.source_name.split(" (")[0] != layer.node)
+    shown = layer.source_name.split(" (")[0]
+    assert backend.nodes_named([shown, "no_such_layer"]) == ([layer.node], ["no_such_layer"])
+    made = {}
+    for name in (shown, layer.node, None):
+        flags = {"keep_float": [name]} if name else {}
+        report = _quantize(source, crops, tmp_path / f"{len(made)}.{target.value}", format=target, **flags)
+        made[name] = (report.rounds[-1].float_layers, _model_body(report.output))
+    assert made[shown] == made[layer.node] and made[shown][0] == [layer.node]
+    assert made[None][1] != made[shown][1]  # the layer really is float in both
+
+
+def _model_body(path: Path) -> object:
+    """The model without its metadata (which records the file name, times and options)."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        return onnx.load(str(path)).graph.SerializeToString()
+    from tests.conftest import tflite_constants
+
+    constants, ops = tflite_constants(path)
+    return ops, sorted((index, value.tobytes()) for index, value in constants.items())

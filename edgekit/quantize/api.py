@@ -175,9 +175,9 @@ def quantize_model(
         reference = _float_reference(source, artifact.format, target, work, options)
         backend: Backend = BACKENDS[target](source, reference, work, options, prep, progress)
         backend.calibration_used = used
-        _check_keep_float(options.keep_float, backend)
+        keep_float = _keep_float_nodes(options.keep_float, backend)
         val = _validation_source(options, work, read_labels(options.labels_file) or artifact.labels)
-        report, candidate = _budget_loop(source, backend, reference, val, prep, options, progress, board)
+        report, candidate = _budget_loop(source, backend, reference, val, prep, options, keep_float, progress, board)
         first = report.rounds[0]
         if options.min_speedup is not None and first.speedup is not None and first.speedup < options.min_speedup:
             warnings.append(
@@ -189,7 +189,7 @@ def quantize_model(
                 f"with --io-dtype {options.io_dtype} every op runs in int8, so no layer could be kept in float "
                 "to meet the budget; more or closer calibration images, or float IO, may"
             )
-        slower = _slower_than_float(report)
+        slower = _slower_than_float(report, backend.can_keep_float())
         report.warnings = warnings + ([slower] if slower else []) + backend.warnings(candidate)
         if report.passed:
             with atomic_path(output) as partial:
@@ -199,23 +199,25 @@ def quantize_model(
         return report
 
 
-def _check_keep_float(names: list[str], backend: Backend) -> None:
-    """BadInput for a --keep-float name that matches no layer (it would be ignored silently)."""
+def _keep_float_nodes(names: list[str], backend: Backend) -> list[str]:
+    """The nodes that --keep-float names (node or source-layer names); BadInput for a name that matches
+    nothing (it would be ignored silently) or for a model that cannot keep layers in float."""
     if not names:
-        return
+        return []
     if not backend.can_keep_float():
         raise BadInput(
             f"--keep-float needs a float-IO model: with --io-dtype {backend.options.io_dtype} every op runs in int8",
             fix="drop --keep-float, or leave --io-dtype at float",
         )
-    known = backend.layer_names()
-    unknown = [name for name in names if name not in known]
+    nodes, unknown = backend.nodes_named(names)
     if unknown:
+        known = sorted(set(backend.layer_sources()) | set(backend.layer_sources().values()))
         raise BadInput(
             f"--keep-float {unknown[0]!r} names no layer of this model",
-            fix=f"{did_you_mean(unknown[0], sorted(known))}use a node name from the quantize report's layer table "
-            "(run it with --max-drift)",
+            fix=f"{did_you_mean(unknown[0], known)}use a layer or node name from the quantize report's layer "
+            "table (run it with --max-drift)",
         )
+    return nodes
 
 
 def _check_calibration_size(options: QuantizeOptions) -> tuple[int, int]:
@@ -234,18 +236,20 @@ def _check_calibration_size(options: QuantizeOptions) -> tuple[int, int]:
     return usable, source.stats.skipped
 
 
-def _slower_than_float(report: QuantizeReport) -> str | None:
+def _slower_than_float(report: QuantizeReport, can_keep_float: bool) -> str | None:
     """A plain statement, with likely causes and what to do, when the quantized model is not faster
-    than the float one on this host (both timed in turns on the same input)."""
+    than the float one on this host (both timed in turns on the same input); --keep-float is only
+    suggested where layers can stay float."""
     if report.quant_ms < report.float_ms:
         return None
     speed = report.float_ms / report.quant_ms
     cpu = report.settings.get("cpu_preset") or host_preset().name
+    remedies = "--keep-float on the slow layers, " if can_keep_float else ""
     return (
         f"the {report.scheme} model runs at {speed:.2f}x the float model's speed on this host ({cpu}): it is "
         "SLOWER, not faster. Likely causes: depthwise, squeeze-excite, hard-swish or attention layers whose "
-        "int8 kernels are slow here, or a CPU without VNNI/dot-product int8 instructions. Try --keep-float "
-        "on the slow layers, --cpu for the device it will run on, or keep the float model"
+        "int8 kernels are slow here, or a CPU without VNNI/dot-product int8 instructions. Try "
+        f"{remedies}--cpu for the device it will run on, or keep the float model"
     )
 
 
@@ -281,12 +285,14 @@ def _budget_loop(
     val: DataSource,
     prep: Preprocessing,
     options: QuantizeOptions,
+    keep_float: list[str],
     progress: Progress,
     board: Board | None = None,
 ) -> tuple[QuantizeReport, Path]:
     """Quantize and validate (on `board` when given) until the budget holds, the cap is hit, or keeping
-    more layers in float would fall under the speed floor; the report (output None) and its candidate."""
-    float_layers = list(options.keep_float)
+    more layers in float would fall under the speed floor, with `keep_float` (nodes) in float from the
+    start; the report (output None) and its candidate."""
+    float_layers = list(keep_float)
     rounds: list[Round] = []
     layers: list[LayerDrift] = []
     chosen: tuple[int, Path, ValidationReport] | None = None

@@ -114,8 +114,25 @@ class Backend(abc.ABC):
         """Last edits of the chosen candidate, in place, that change no output (none by default)."""
 
     @abc.abstractmethod
+    def layer_sources(self) -> dict[str, str]:
+        """Each node name `--keep-float` may use for this model, with the source-model layer it comes from."""
+
     def layer_names(self) -> set[str]:
-        """The names `--keep-float` may use for this model."""
+        """The node names `--keep-float` may use for this model."""
+        return set(self.layer_sources())
+
+    def nodes_named(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """`names` as nodes: a node name as it is, a source-model layer name as every node made from it
+        (so a user can name what the report's layer table shows); and the names that match neither."""
+        sources = self.layer_sources()
+        nodes: list[str] = []
+        unknown: list[str] = []
+        for name in names:
+            made = [node for node, source in sources.items() if name in (source, source.split(" (")[0])]
+            found = [name] if name in sources else sorted(made)
+            nodes.extend(node for node in found if node not in nodes)
+            unknown += [] if found else [name]
+        return nodes, unknown
 
     def can_keep_float(self) -> bool:
         """May layers stay in float in this model (an integer-IO one runs every op in int8)?"""
@@ -208,11 +225,12 @@ class OnnxBackend(Backend):
             if compact_quantized(candidate, self.preprocessed, feeds):
                 self.compacted.add(candidate)
 
-    def layer_names(self) -> set[str]:
-        """Node names of the pre-processed graph (what nodes_to_exclude matches)."""
+    def layer_sources(self) -> dict[str, str]:
+        """Node names of the pre-processed graph (what nodes_to_exclude matches) and their source layers."""
         import onnx
 
-        return {node.name for node in onnx.load(str(self.preprocessed), load_external_data=False).graph.node}
+        graph = onnx.load(str(self.preprocessed), load_external_data=False).graph
+        return {node.name: source_name(node) for node in graph.node}
 
     def layer_drift(self) -> list[LayerDrift]:
         """Weighted layers ranked by the share of the output error that keeping each one in float
@@ -267,6 +285,7 @@ class TFLiteBackend(Backend):
         self.unexpected_float: dict[Path, list[str]] = {}  # ops left in float that no one asked for
         self.ranges: dict[Path, RangeSelection] = {}  # per quantized file
         self._ranges_chosen: dict[str, float] = {}  # the first round's choice, reused by budget rounds
+        self._biases: dict[str, tuple[np.ndarray, float]] = {}  # corrections, reused where nothing before changed
         self._calibrations: dict[int | None, tflite_quant.Calibration] = {}  # by image count, reused by rounds
 
     def _converter_factory(self) -> Any:
@@ -337,7 +356,7 @@ class TFLiteBackend(Backend):
                 )
             if self.options.bias_correction:
                 data, self.corrections[target] = correct_tflite_biases(
-                    self._float_flatbuffer(), data, samples[:BIAS_SAMPLES], self.progress
+                    self._float_flatbuffer(), data, samples[:BIAS_SAMPLES], self.progress, self._biases
                 )
         if self.options.scheme == "int8" and self.options.range_selection:
             samples = [t.astype(np.float32) for t in tensors(self.calibration(RANGE_SAMPLES), self.prep, self.spec)]
@@ -359,14 +378,16 @@ class TFLiteBackend(Backend):
             f"{', '.join(extra[:5])}; they cost int8 speed"
         ]
 
-    def layer_names(self) -> set[str]:
+    def layer_sources(self) -> dict[str, str]:
         """Output tensor names of this converter's float model's ops (what the debugger's denylist
-        matches; a weight's or an input's name would be accepted there and change nothing)."""
+        matches; a weight's or an input's name would be accepted there and change nothing), and their
+        source-model layers."""
         from edgekit.runtimes.tflite import find_interpreter
 
         interpreter = find_interpreter()[1](model_content=self._float_flatbuffer())
         names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
-        return {names[int(i)] for op in interpreter._get_ops_details() for i in op["outputs"] if int(i) in names}
+        outputs = {names[int(i)] for op in interpreter._get_ops_details() for i in op["outputs"] if int(i) in names}
+        return {name: tflite_quant.source_layer(name, self.names) for name in outputs}
 
     def float_softmax(self) -> list[str]:
         """The final softmax, kept in float for float-IO int8 as in ONNX (an int8 softmax rounds small

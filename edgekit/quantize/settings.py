@@ -83,7 +83,9 @@ class QuantizeSettings:
         help="With max_drift: keep no more layers in float once the speed-up over the float model would fall "
         "below this (e.g. 1.6); each round is timed.",
     )
-    keep_float: list[str] = option(factory=list, help="Layer (node/tensor) names to keep in float.")
+    keep_float: list[str] = option(
+        factory=list, help="Layers to keep in float: source-model layer names (as in the layer table) or node names."
+    )
     calib_count: int = option(200, low=1, help="Calibration samples.")
     seed: int = option(0, help="Sampling seed.")
     threads: int | None = option(None, low=1, high=256, help="Runtime threads for validation and timing.")

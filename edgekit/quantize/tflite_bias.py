@@ -22,25 +22,48 @@ WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 def correct_tflite_biases(
-    float_model: bytes, quant_model: bytes, samples: list[np.ndarray], progress: Callable[[str], None]
+    float_model: bytes,
+    quant_model: bytes,
+    samples: list[np.ndarray],
+    progress: Callable[[str], None],
+    earlier: dict[str, tuple[np.ndarray, float]] | None = None,
 ) -> tuple[bytes, BiasCorrection]:
-    """`quant_model` with corrected int32 biases, and what was done; `samples` are float inputs."""
+    """`quant_model` with corrected int32 biases, and what was done; `samples` are float inputs.
+
+    `earlier` keeps each corrected bias under a key of everything that ran before it (see
+    `_prefix_keys`): a budget round that keeps a layer in float changes nothing before that layer, so
+    the layers there take their earlier correction as it was (exactly what a new measurement would
+    give) and only the layers after it are measured again. Share one dict only between models made
+    from the same float model (the key covers the samples and the int8 model, not the float one)."""
     started = time.perf_counter()
     data = own_bias_buffers(quant_model)
-    targets = _targets(reference_interpreter(bytes(data)), reference_interpreter(float_model), data)
+    targets = _targets(reference_interpreter(bytes(data)), reference_interpreter(float_model), data, samples)
     if not targets or not samples:
         return quant_model, BiasCorrection(0, len(samples), time.perf_counter() - started, 0.0)
-    float_outputs = collect_tensors(
-        reference_interpreter(float_model), [t.float_tensor for t in targets], samples, np.float16
-    )
+    earlier = {} if earlier is None else earlier
+    reused = 0
     shifts = []
-    for index, target in enumerate(targets):
-        progress(f"bias correction: layer {index + 1} of {len(targets)}")
+    while reused < len(targets) and targets[reused].key in earlier:
+        bias, shift_size = earlier[targets[reused].key]
+        targets[reused].bias[:] = bias
+        shifts.append(shift_size)
+        reused += 1
+    if reused:
+        progress(f"bias correction: {reused} of {len(targets)} layers as in the earlier round")
+    todo = targets[reused:]
+    float_outputs = (
+        collect_tensors(reference_interpreter(float_model), [t.float_tensor for t in todo], samples, np.float16)
+        if todo
+        else []
+    )
+    for index, target in enumerate(todo):
+        progress(f"bias correction: layer {reused + index + 1} of {len(targets)}")
         quant = collect_tensors(reference_interpreter(bytes(data)), [target.quant_tensor], samples, np.float32)
         shift = mean_shift([q[0] for q in quant], [f[index] for f in float_outputs], target.kept_range, -1)
         corrected = np.clip(np.round(target.bias - shift / target.bias_scale), -(2**31), 2**31 - 1)
         target.bias[:] = corrected.astype(np.int32)
         shifts.append(float(np.abs(shift).mean()))
+        earlier[target.key] = (target.bias.copy(), shifts[-1])
     seconds = time.perf_counter() - started
     return bytes(data), BiasCorrection(len(targets), len(samples), seconds, float(np.mean(shifts)))
 
@@ -52,6 +75,7 @@ class _Target:
     def __init__(self, quant_tensor: int, float_tensor: int, bias: np.ndarray, bias_scale: np.ndarray, kept: tuple):
         self.quant_tensor, self.float_tensor, self.bias = quant_tensor, float_tensor, bias
         self.bias_scale, self.kept_range = bias_scale, kept
+        self.key = ""  # set by _targets: what ran up to this layer, uncorrected (see _prefix_keys)
 
 
 def own_bias_buffers(model: bytes, rewrite: bool = False) -> bytearray:
@@ -116,13 +140,14 @@ def flatbuffer_graph(data: bytearray) -> tuple[object, object, dict[int, int]]:
     return model, graph, users
 
 
-def _targets(quant, reference, data: bytearray) -> list[_Target]:
+def _targets(quant, reference, data: bytearray, samples: list[np.ndarray]) -> list[_Target]:
     """The int8 layers with an int32 bias of their own, in execution order, matched by output name."""
     model, graph, buffer_users = flatbuffer_graph(data)
     tensors = {t["index"]: t for t in quant.get_tensor_details()}
     float_index = {t["name"]: t["index"] for t in reference.get_tensor_details()}
+    keys = _prefix_keys(quant, tensors, model, graph, samples)
     targets = []
-    for op in quant._get_ops_details():
+    for position, op in enumerate(quant._get_ops_details()):
         inputs = [int(i) for i in op["inputs"]]
         if op["op_name"] not in WEIGHTED_OPS or len(inputs) < 3 or inputs[2] < 0:
             continue
@@ -138,7 +163,38 @@ def _targets(quant, reference, data: bytearray) -> list[_Target]:
         kept = ((info.min - zero_point + 1) * scale, (info.max - zero_point - 1) * scale)
         bias_scale = np.asarray(bias["quantization_parameters"]["scales"], np.float64)
         targets.append(_Target(output["index"], float_index[output["name"]], raw.view(np.int32), bias_scale, kept))
+        targets[-1].key = keys[position]
     return targets
+
+
+def _prefix_keys(quant, tensors: dict, model, graph, samples: list[np.ndarray]) -> list[str]:
+    """For each op in execution order, a digest of the samples and of every op up to and including it:
+    kind, tensor names, shapes, types, quantization and constant data (biases not yet corrected).
+    A layer's correction depends on nothing else, so an equal digest means an equal correction (op
+    options are not read: both models come from one calibrated converter model, where an op's name
+    and tensors fix them)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(np.ascontiguousarray(sample).tobytes())
+    keys = []
+    for op in quant._get_ops_details():
+        digest.update(op["op_name"].encode())
+        for index in [int(i) for i in op["inputs"]] + [int(i) for i in op["outputs"]]:
+            if index < 0:
+                digest.update(b"-")
+                continue
+            detail = tensors[index]
+            quantization = detail["quantization_parameters"]
+            digest.update(f"{detail['name']}|{detail['dtype']}|{list(detail['shape'])}".encode())
+            digest.update(np.asarray(quantization["scales"], np.float64).tobytes())
+            digest.update(np.asarray(quantization["zero_points"], np.int64).tobytes())
+            raw = model.Buffers(graph.Tensors(index).Buffer()).DataAsNumpy()
+            if isinstance(raw, np.ndarray):
+                digest.update(raw.tobytes())
+        keys.append(digest.copy().hexdigest())
+    return keys
 
 
 def collect_tensors(interpreter, tensors: list[int], samples: list[np.ndarray], store: type) -> list[list[np.ndarray]]:

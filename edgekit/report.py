@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from edgekit.inspectors import InspectReport
     from edgekit.jsontypes import Json
     from edgekit.prune import PruneReport
-    from edgekit.quantize.api import QuantizeReport
+    from edgekit.quantize.api import QuantizeReport, Round
     from edgekit.quantize.common import LayerDrift
     from edgekit.recipes.runner import RunResult
     from edgekit.validate import ValidationReport
@@ -308,18 +308,7 @@ def print_quantize(report: QuantizeReport) -> None:
     if val.candidate_runtime:
         _out.print(f"drift measured with the candidate on {val.candidate_runtime}; latencies are this host's")
     if len(report.rounds) > 1:
-        rounds = Table(title="drift budget: layers kept in float")
-        timed = any(r.speedup is not None for r in report.rounds)
-        for column in ("float layers", "top-1 agreement", "confident", "mean KL", "meets budget"):
-            rounds.add_column(column)
-        if timed:
-            rounds.add_column("speed-up vs float")
-        for index, r in enumerate(report.rounds):
-            row = [str(len(r.float_layers)), _pct(r.top1_agreement), _pct(r.confident_agreement), f"{r.mean_kl:.4f}"]
-            row.append(("yes" if r.passed else "no") if r.kept else "under the speed floor: not kept")
-            row[-1] += " (this model)" if index == report.chosen else ""
-            rounds.add_row(*row, *([f"{r.speedup:.2f}x" if r.speedup else ""] if timed else []))
-        _out.print(rounds)
+        _out.print(rounds_table(report.rounds, report.chosen))
     if report.layers:
         _out.print(layer_table(report.layers[:8]))
     for warning in report.warnings:
@@ -328,6 +317,28 @@ def print_quantize(report: QuantizeReport) -> None:
     _out.print(f"settings: {settings}")
     if "preset_reason" in report.settings:
         _out.print(f"why: {report.settings['preset_reason']}")
+
+
+def rounds_table(rounds: list[Round], chosen: int) -> Table:
+    """The drift budget's rounds: which source-model layers each one made float, and what it gave
+    (confident agreement is in --json; at 80 columns the layer names come first)."""
+    count = len(rounds[chosen].float_layers)
+    caption = f"the model: round {chosen + 1} of {len(rounds)}, {count} float layer{'' if count == 1 else 's'}"
+    table = Table(title="drift budget: layers kept in float", caption=caption)
+    timed = any(r.speedup is not None for r in rounds)
+    table.add_column("float")
+    table.add_column("made float here", no_wrap=True)  # source layers, whole: --keep-float takes them
+    for column in ("top-1", "mean KL", "budget"):
+        table.add_column(column)
+    if timed:
+        table.add_column("vs float")
+    for index, r in enumerate(rounds):
+        before = rounds[index - 1].float_sources if index else []
+        added = "\n".join(name for name in r.float_sources if name not in before) or "-"
+        budget = ("met" if r.passed else "not met") if r.kept else "under speed floor"
+        row = [str(len(r.float_layers)), added, _pct(r.top1_agreement), f"{r.mean_kl:.4f}", budget]
+        table.add_row(*row, *([f"{r.speedup:.2f}x" if r.speedup else ""] if timed else []))
+    return table
 
 
 def layer_table(ranked: list[LayerDrift]) -> Table:

@@ -237,6 +237,26 @@ def test_the_layer_table_shows_each_layer_name_whole_on_one_line_at_80_columns(t
     assert [cell for cell in shown if cell] == names and max(len(line) for line in text.splitlines()) <= 80
 
 
+def test_the_rounds_table_names_the_layers_each_round_made_float(tmp_path: Path) -> None:
+    """Each budget round names, in source-model terms, the layers it added, whole at 80 columns."""
+    from edgekit import report
+    from edgekit.quantize.api import Round
+
+    rounds = [
+        Round([], 0.94, 1.0, 0.0048, False),
+        Round(["n6"], 0.94, 1.0, 0.0049, False, float_sources=["block_6_project_BN"]),
+        Round(["n6", "n2"], 0.95, 1.0, 0.0051, True, float_sources=["block_6_project_BN", "block_2_depthwise_relu"]),
+    ]
+    console = report._TableConsole(width=80, record=True, file=(tmp_path / "out.txt").open("w"))
+    console.print(report.rounds_table(rounds, chosen=2))
+    text = console.export_text()
+    rows = [line.split("│") for line in text.splitlines() if line.count("│") > 2]
+    added = [cells[2].strip() for cells in rows if cells[2].strip()]
+    assert added == ["-", "block_6_project_BN", "block_2_depthwise_relu"]
+    assert [cells[5].strip() for cells in rows] == ["not met", "not met", "met"]
+    assert "the model: round 3 of 3, 2 float layers" in text
+
+
 def test_counted_stages_become_a_bar_on_a_terminal_and_two_lines_in_a_log() -> None:
     """'bias correction: layer N of 50' drives a progress bar with ETA on a terminal (gone when done,
     one line left); a log gets the first and last of the series, not 50 lines."""

@@ -108,6 +108,8 @@ def test_budget_loop_keeps_layers_float_and_names_them(tiny_onnx: Path, crops: d
     assert [len(r.float_layers) for r in report.rounds] == [0, 1, 2]
     assert report.layers and all(layer.op_type in ("Conv", "Gemm", "MatMul") for layer in report.layers)
     assert any(layer.source_name.startswith(("features", "head")) for layer in report.layers)
+    sources = {layer.node: layer.source_name.split(" (")[0] for layer in report.layers}
+    assert [r.float_sources for r in report.rounds] == [[sources[n] for n in r.float_layers] for r in report.rounds]
 
 
 def test_speed_floor_stops_the_budget_loop(tiny_onnx: Path, crops: dict[str, Path], tmp_path: Path) -> None:

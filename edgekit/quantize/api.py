@@ -91,6 +91,7 @@ class Round:
     passed: bool
     speedup: float | None = None  # vs the float model, timed when a speed floor is set
     kept: bool = True  # False: under the speed floor, so the loop stopped before it
+    float_sources: list[str] = dataclasses.field(default_factory=list)  # float_layers as source-model layers
 
 
 @dataclasses.dataclass
@@ -326,6 +327,10 @@ def _budget_loop(
                 break
             float_layers += more
     index, candidate, validation = chosen
+    if any(r.float_layers for r in rounds):
+        sources = backend.layer_sources()
+        for r in rounds:
+            r.float_sources = list(dict.fromkeys(sources.get(n, n).split(" (")[0] for n in r.float_layers))
     backend.finish(candidate)
     progress("timing float and quantized models in turns")
     report = _chosen_report(source, backend, reference, candidate, validation, rounds, layers, timing_feed, options)

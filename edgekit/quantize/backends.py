@@ -288,7 +288,7 @@ class TFLiteBackend(Backend):
         self._biases: dict[str, tuple[np.ndarray, float]] = {}  # corrections, reused where nothing before changed
         self._calibrations: dict[int | None, tflite_quant.Calibration] = {}  # by image count, reused by rounds
 
-    def _converter_factory(self) -> Any:
+    def _converter_factory(self) -> Callable[[], tflite_quant.Converter]:
         from edgekit.convert.onnx_names import tf_scope
         from edgekit.convert.onnx_to_tflite import build_concrete_function, fold_constants
         from edgekit.loaders.keras_loader import import_tf, load_keras_model
@@ -307,7 +307,7 @@ class TFLiteBackend(Backend):
         folded = fold_constants(onnx_path, None)
         self.names = {tf_scope(node): source_name(node) for node in folded.graph.node}
 
-        def make() -> Any:
+        def make() -> tflite_quant.Converter:
             (concrete, module), _, _ = build_concrete_function(folded)
             return tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
 
@@ -323,7 +323,7 @@ class TFLiteBackend(Backend):
         )
         return target
 
-    def dataset(self, count: int | None = None) -> Any:
+    def dataset(self, count: int | None = None) -> tflite_quant.Dataset | None:
         """The representative dataset, as the converter wants it: a callable giving lists of arrays."""
 
         def generate() -> Iterator[list[np.ndarray]]:

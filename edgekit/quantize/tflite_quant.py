@@ -8,7 +8,8 @@ import functools
 import io
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -20,7 +21,34 @@ from edgekit.quantize.common import LayerDrift
 Dataset = Callable[[], Iterator[list[np.ndarray]]]
 
 
-def configure(converter: Any, scheme: str, dataset: Dataset | None, io_dtype: str, allow_float: bool) -> Any:
+class TargetSpec(Protocol):
+    """The converter's target_spec, as edgekit sets it."""
+
+    supported_ops: list[object]
+    supported_types: list[object]
+
+
+class Converter(Protocol):
+    """What edgekit sets and calls on a tf.lite.TFLiteConverter (TensorFlow is imported lazily, so the
+    class itself cannot be named in a signature)."""
+
+    optimizations: list[object]
+    representative_dataset: Dataset | None
+    target_spec: TargetSpec
+    inference_input_type: object
+    inference_output_type: object
+    experimental_mlir_quantizer: bool
+    _experimental_calibrate_only: bool
+    _experimental_disable_per_channel: bool
+
+    def convert(self) -> bytes:
+        """The flatbuffer."""
+        ...
+
+
+def configure(
+    converter: Converter, scheme: str, dataset: Dataset | None, io_dtype: str, allow_float: bool
+) -> Converter:
     """Set the converter's quantization options; returns it."""
     tf = import_tf()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -36,7 +64,7 @@ def configure(converter: Any, scheme: str, dataset: Dataset | None, io_dtype: st
 
 
 def quantize_tflite(
-    make_converter: Callable[[], Any],
+    make_converter: Callable[[], Converter],
     scheme: str,
     dataset: Dataset | None,
     io_dtype: str = "float",
@@ -59,7 +87,7 @@ class Calibration:
     MobileNetV2 on 100 images), quantizing takes 0.2 s, and the result is byte for byte what
     QuantizationDebugger's denylist gives from a fresh converter run (checked in the tests)."""
 
-    def __init__(self, make_converter: Callable[[], Any], dataset: Dataset | None) -> None:
+    def __init__(self, make_converter: Callable[[], Converter], dataset: Dataset | None) -> None:
         self._make_converter, self._dataset = make_converter, dataset
         self._per_channel_off = False
 
@@ -151,7 +179,7 @@ def final_softmax(float_model: bytes) -> list[str]:
     return []
 
 
-def float_ops(path: Any, kept: list[str]) -> list[str]:
+def float_ops(path: Path, kept: list[str]) -> list[str]:
     """The compute ops of a quantized TFLite file that run on float input although their output is not
     one of the `kept` tensors (softmax, denylisted layers); QUANTIZE/DEQUANTIZE do not count."""
     from edgekit.runtimes.tflite import read_graph

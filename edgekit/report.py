@@ -323,7 +323,7 @@ def rounds_table(rounds: list[Round], chosen: int) -> Table:
     """The drift budget's rounds: which source-model layers each one made float, and what it gave
     (confident agreement is in --json; at 80 columns the layer names come first)."""
     count = len(rounds[chosen].float_layers)
-    caption = f"the model: round {chosen + 1} of {len(rounds)}, {count} float layer{'' if count == 1 else 's'}"
+    caption = f"chosen: round {chosen + 1} of {len(rounds)}, {count} float layer{'' if count == 1 else 's'}"
     table = Table(title="drift budget: layers kept in float", caption=caption)
     timed = any(r.speedup is not None for r in rounds)
     table.add_column("float")
@@ -343,6 +343,8 @@ def rounds_table(rounds: list[Round], chosen: int) -> Table:
 
 def layer_table(ranked: list[LayerDrift]) -> Table:
     """The ranked layers by their source-model names, whole (they are what --keep-float takes)."""
+    from edgekit.convert.onnx_names import bare_name
+
     table = Table(
         title="layers that lose the most to quantization (source-model names)",
         caption="--keep-float LAYER keeps one in float",
@@ -354,7 +356,7 @@ def layer_table(ranked: list[LayerDrift]) -> Table:
     for layer in ranked:
         sqnr = "n/a" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}"
         effect = f"{layer.score:.3g}" if layer.effect_measured else "not measured"
-        table.add_row(layer.source_name.split(" (")[0], layer.op_type, sqnr, effect)
+        table.add_row(bare_name(layer.source_name), layer.op_type, sqnr, effect)
     return table
 
 

@@ -254,7 +254,7 @@ def test_the_rounds_table_names_the_layers_each_round_made_float(tmp_path: Path)
     added = [cells[2].strip() for cells in rows if cells[2].strip()]
     assert added == ["-", "block_6_project_BN", "block_2_depthwise_relu"]
     assert [cells[5].strip() for cells in rows] == ["not met", "not met", "met"]
-    assert "the model: round 3 of 3, 2 float layers" in text
+    assert "chosen: round 3 of 3, 2 float layers" in text
 
 
 def test_counted_stages_become_a_bar_on_a_terminal_and_two_lines_in_a_log() -> None:

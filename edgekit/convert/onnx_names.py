@@ -29,7 +29,13 @@ def source_name(node: NodeProto) -> str:
     return node.name or node.op_type
 
 
+def bare_name(source: str) -> str:
+    """A source name without the note that source_name adds ('_blocks.14._bn2 (fused into Conv)' ->
+    '_blocks.14._bn2'): the layer's own name, as a user writes it."""
+    return source.split(" (")[0]
+
+
 def tf_scope(node: NodeProto) -> str:
     """A TensorFlow name-scope made from the node's source name, so TFLite tensors carry it."""
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", source_name(node).split(" (")[0].strip("/"))[:120]
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", bare_name(source_name(node)).strip("/"))[:120]
     return name if re.match(r"[A-Za-z0-9.]", name) else f"n{name}"

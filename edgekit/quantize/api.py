@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit import schema
 from edgekit.artifact import ModelArtifact, Preprocessing, lineage_entry, read_artifact
 from edgekit.convert.api import ConvertOptions, convert_model, embed_onnx_metadata, read_labels
+from edgekit.convert.onnx_names import bare_name
 from edgekit.data import DataSource
 from edgekit.errors import BadInput, UnsupportedRoute, did_you_mean
 from edgekit.formats import SUFFIX, Family, Format
@@ -330,7 +331,7 @@ def _budget_loop(
     if any(r.float_layers for r in rounds):
         sources = backend.layer_sources()
         for r in rounds:
-            r.float_sources = list(dict.fromkeys(sources.get(n, n).split(" (")[0] for n in r.float_layers))
+            r.float_sources = list(dict.fromkeys(bare_name(sources.get(n, n)) for n in r.float_layers))
     backend.finish(candidate)
     progress("timing float and quantized models in turns")
     report = _chosen_report(source, backend, reference, candidate, validation, rounds, layers, timing_feed, options)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.artifact import Preprocessing, read_artifact
-from edgekit.convert.onnx_names import source_name
+from edgekit.convert.onnx_names import bare_name, source_name
 from edgekit.data import DataSource
 from edgekit.formats import Family, Format
 from edgekit.quantize import float_ends, onnx_quant, tflite_quant
@@ -128,7 +128,7 @@ class Backend(abc.ABC):
         nodes: list[str] = []
         unknown: list[str] = []
         for name in names:
-            made = [node for node, source in sources.items() if name in (source, source.split(" (")[0])]
+            made = [node for node, source in sources.items() if name in (source, bare_name(source))]
             found = [name] if name in sources else sorted(made)
             nodes.extend(node for node in found if node not in nodes)
             unknown += [] if found else [name]

@@ -435,7 +435,8 @@ def test_tflite_budget_rounds_reuse_bias_corrections_before_the_first_float_laye
         reused = reusing.quantize([float_layer]).read_bytes()
         said = [message for message in messages if "as in the earlier round" in message]
         assert bool(said) == (float_layer == last), said
-        assert reused == backend(f"scratch-{len(weighted)}-{float_layer == last}").quantize([float_layer]).read_bytes()
+        from_scratch = backend(f"from-scratch-{weighted.index(float_layer)}").quantize([float_layer])
+        assert reused == from_scratch.read_bytes()
 
 
 @pytest.mark.parametrize("target", [Format.ONNX, Format.TFLITE])

@@ -213,7 +213,8 @@ def _keep_float_nodes(names: list[str], backend: Backend) -> list[str]:
         )
     nodes, unknown = backend.nodes_named(names)
     if unknown:
-        known = sorted(set(backend.layer_sources()) | set(backend.layer_sources().values()))
+        sources = backend.layer_sources()
+        known = sorted(set(sources) | {bare_name(source) for source in sources.values()})
         raise BadInput(
             f"--keep-float {unknown[0]!r} names no layer of this model",
             fix=f"{did_you_mean(unknown[0], known)}use a layer or node name from the quantize report's layer "

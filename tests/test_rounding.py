@@ -264,7 +264,7 @@ def test_float_fallbacks_nobody_asked_for_are_named(
     weight = next(
         names[int(op["inputs"][1])] for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"
     )
-    assert dense in backend.layer_names() and weight not in backend.layer_names()  # a weight changes nothing
+    assert dense in backend.layer_sources() and weight not in backend.layer_sources()  # a weight changes nothing
     softmax = backend.float_softmax()
     kept = backend.quantize([dense])
     assert float_ops(kept, [dense, *softmax]) == [] and backend.warnings(kept) == []
@@ -364,7 +364,7 @@ def test_tflite_calibration_is_made_once_and_quantizes_as_a_fresh_converter_run(
     softmax = backend.float_softmax()
     assert softmax
     models = []
-    conv = next(name for name in sorted(backend.layer_names()) if "conv2d" in name.lower())
+    conv = next(name for name in sorted(backend.layer_sources()) if "conv2d" in name.lower())
     for exclude in (softmax, [conv, *softmax]):
         debug = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=exclude)
         converter = tflite_quant.configure(real_make(), "int8", backend.dataset(), "float", allow_float=True)

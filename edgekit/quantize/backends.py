@@ -117,10 +117,6 @@ class Backend(abc.ABC):
     def layer_sources(self) -> dict[str, str]:
         """Each node name `--keep-float` may use for this model, with the source-model layer it comes from."""
 
-    def layer_names(self) -> set[str]:
-        """The node names `--keep-float` may use for this model."""
-        return set(self.layer_sources())
-
     def nodes_named(self, names: list[str]) -> tuple[list[str], list[str]]:
         """`names` as nodes: a node name as it is, a source-model layer name as every node made from it
         (so a user can name what the report's layer table shows); and the names that match neither."""
@@ -158,7 +154,6 @@ class OnnxBackend(Backend):
         self.exact_int8 = self.options.scheme == "int8" and saturates_here(self.cpu)
         self._plain: Path | None = None
         self.stem: list[str] = []  # kept in float by --float-ends
-        self._source_names: dict[str, str] = {}  # node name -> source-model layer name
         self.head: str | None = None  # its output left unquantized by --float-ends
         self.compacted: set[Path] = set()  # candidates whose bookkeeping finish() wrote compactly
         self.widenings: dict[Path, Widening] = {}  # per candidate, with the preset's weight-pair limit
@@ -167,7 +162,6 @@ class OnnxBackend(Backend):
 
             model = onnx.load(str(self.preprocessed), load_external_data=False)
             self.stem, self.head = float_ends.onnx_stem(model), float_ends.onnx_head(model)
-            self._source_names = {node.name: source_name(node) for node in model.graph.node}
 
     def quantize(self, float_layers: list[str]) -> Path:
         """One quantize_static/quantize_dynamic/fp16 run, then (static int8) the float ends, weight
@@ -249,6 +243,7 @@ class OnnxBackend(Backend):
         """Scheme, format, calibration, CPU preset and the candidate's bias correction."""
         settings: Json = {"scheme": self.options.scheme, "format": "onnx"}
         if self.options.scheme == "int8":
+            sources = self.layer_sources() if self.stem or self.head else {}
             settings.update(
                 quant_format="QDQ",
                 per_channel=self.options.per_channel,
@@ -262,8 +257,8 @@ class OnnxBackend(Backend):
                 weight_pairs_limited=self.cpu.limit_pairs,
                 preset_reason=self.cpu.reason,
                 int8_arithmetic=EXACT_ARITHMETIC if self.exact_int8 else "this host's onnxruntime kernels",
-                float_stem=list(dict.fromkeys(self._source_names[name] for name in self.stem)),
-                float_output_of=self._source_names[self.head] if self.head else None,
+                float_stem=list(dict.fromkeys(sources[name] for name in self.stem)),
+                float_output_of=sources[self.head] if self.head else None,
                 bias_correction=self.correction_of(candidate),
                 weight_rounding=self.rounding_of(candidate),
                 weight_pair_limit=self._widening_of(candidate),

@@ -70,12 +70,15 @@ def correct_tflite_biases(
 
 class _Target:
     """One int8 layer: its output tensor in both models, a writable view of its int32 bias inside the
-    flatbuffer, the bias scales, and the float range its output can represent."""
+    flatbuffer, the bias scales, the float range its output can represent, and the key of what ran up
+    to it (for reuse by later rounds)."""
 
-    def __init__(self, quant_tensor: int, float_tensor: int, bias: np.ndarray, bias_scale: np.ndarray, kept: tuple):
+    def __init__(
+        self, quant_tensor: int, float_tensor: int, bias: np.ndarray, bias_scale: np.ndarray, kept: tuple, key: str
+    ):
         self.quant_tensor, self.float_tensor, self.bias = quant_tensor, float_tensor, bias
         self.bias_scale, self.kept_range = bias_scale, kept
-        self.key = ""  # set by _targets: what ran up to this layer, uncorrected (see _prefix_keys)
+        self.key = key  # what ran up to this layer, uncorrected (see _prefix_keys)
 
 
 def own_bias_buffers(model: bytes, rewrite: bool = False) -> bytearray:
@@ -162,8 +165,8 @@ def _targets(quant, reference, data: bytearray, samples: list[np.ndarray]) -> li
         info = np.iinfo(output["dtype"])
         kept = ((info.min - zero_point + 1) * scale, (info.max - zero_point - 1) * scale)
         bias_scale = np.asarray(bias["quantization_parameters"]["scales"], np.float64)
-        targets.append(_Target(output["index"], float_index[output["name"]], raw.view(np.int32), bias_scale, kept))
-        targets[-1].key = keys[position]
+        float_tensor = float_index[output["name"]]
+        targets.append(_Target(output["index"], float_tensor, raw.view(np.int32), bias_scale, kept, keys[position]))
     return targets
 
 

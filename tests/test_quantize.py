@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from edgekit.artifact import read_artifact
 from edgekit.cli.main import cli
 from edgekit.convert.api import ConvertOptions, convert_model
+from edgekit.convert.onnx_names import bare_name
 from edgekit.errors import BadInput, UnsupportedRoute
 from edgekit.formats import Format
 from edgekit.quantize.api import QuantizeOptions, quantize_model
@@ -110,6 +111,28 @@ def test_budget_loop_keeps_layers_float_and_names_them(tiny_onnx: Path, crops: d
     assert any(layer.source_name.startswith(("features", "head")) for layer in report.layers)
     sources = {layer.node: layer.source_name.split(" (")[0] for layer in report.layers}
     assert [r.float_sources for r in report.rounds] == [[sources[n] for n in r.float_layers] for r in report.rounds]
+
+
+def test_keras_onnx_layers_are_named_as_the_keras_model_names_them(
+    keras_models: dict[str, Path], crops: dict[str, Path], tmp_path: Path
+) -> None:
+    """tf2onnx names a conv with its batch norm folded in 'Conv__12', a counter that moves with every
+    conversion in the process; the layer table, the rounds and --keep-float use the Keras layer instead,
+    recorded at conversion and kept through onnxruntime's graph optimizer."""
+    import keras
+
+    from edgekit.inspectors.framework_info import leaf_layers
+
+    layers = {type(layer).__name__: layer.name for layer in leaf_layers(keras.models.load_model(keras_models["keras"]))}
+    options = QuantizeOptions(
+        format=Format.ONNX, calib=crops["calib"], val=crops["val"], output=tmp_path / "k.onnx",
+        max_float_layers=3, budget=Limits.parse("kl=0"), keep_float=[layers["BatchNormalization"]],
+    )  # fmt: skip
+    report = quantize_model(keras_models["keras"], options)
+    assert report.rounds[0].float_sources == [layers["BatchNormalization"]]  # folded into the first conv
+    assert layers["DepthwiseConv2D"] in {layer.source_name for layer in report.layers}
+    assert {bare_name(layer.source_name) for layer in report.layers} <= set(layers.values())
+    assert report.settings["float_output_of"] == layers["Dense"]
 
 
 def test_speed_floor_stops_the_budget_loop(tiny_onnx: Path, crops: dict[str, Path], tmp_path: Path) -> None:
@@ -278,6 +301,21 @@ def test_settings_record_the_calibration_images_used(
     options = QuantizeOptions(calib=folder, calib_count=200, val=crops["val"], output=tmp_path / "q.onnx")
     report = quantize_model(torch_models["pt2"], options)
     assert report.settings["calibration_count"] == 24 and report.settings["calibration_skipped"] == 1
+
+
+def test_keras_scopes_with_a_call_suffix_name_the_right_layer() -> None:
+    """A traced Keras model scopes layer 're_lu' as 're_lu_1' and layer 're_lu_1' as 're_lu_1_2': read
+    plainly, both would be 're_lu_1'. The graph's unambiguous scopes tell which reading it uses."""
+    from edgekit.convert.onnx_names import known_layer, scopes_carry_suffix
+
+    layers = {"conv2d", "re_lu", "re_lu_1", "dense"}
+    traced = ["f_1/conv2d_1/convolution", "f_1/re_lu_1/Relu6", "f_1/re_lu_1_2/Relu6", "f_1/dense_1/MatMul:0"]
+    assert scopes_carry_suffix(traced, layers)
+    known = {name: name for name in layers}
+    assert [known_layer(name, known, suffixed=True) for name in traced] == ["conv2d", "re_lu", "re_lu_1", "dense"]
+    plain = ["model/conv2d/Conv2D", "model/re_lu/Relu6", "model/re_lu_1/Relu6"]
+    assert not scopes_carry_suffix(plain, layers)
+    assert [known_layer(name, known) for name in plain] == ["conv2d", "re_lu", "re_lu_1"]
 
 
 def test_tflite_drift_names_the_source_layer_not_the_op_scope() -> None:

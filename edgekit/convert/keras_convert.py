@@ -63,6 +63,8 @@ def to_onnx(job: ConvertJob) -> Json:
                 f"tf2onnx failed ({first_line(exc, 200)})", fix=f"converter log: {log_tail(log)}"
             ) from exc
     _refuse_invalid_onnx(job.target)
+    if not runner.is_saved_model:
+        _record_source_layers(job.target, runner)
     return {"converter": f"tf2onnx {tf2onnx.__version__}", "opset": opset}
 
 
@@ -125,6 +127,19 @@ def _refuse_invalid_onnx(path: Path) -> None:
             f"tf2onnx wrote an invalid ONNX graph ({first_line(exc, 250)})",
             fix="convert this Keras model to TFLite instead (edgekit convert --to tflite)",
         ) from exc
+
+
+def _record_source_layers(path: Path, runner: KerasRunner) -> None:
+    """Tag each ONNX node with the Keras layer it comes from, so that reports and --keep-float can name
+    layers as the user's model does (tf2onnx names fused convolutions 'Conv__361')."""
+    import onnx
+
+    from edgekit.convert.onnx_names import tag_source_layers
+    from edgekit.inspectors.framework_info import leaf_layers
+
+    model = onnx.load(str(path))
+    if tag_source_layers(model.graph, {layer.name for layer in leaf_layers(runner.model)}):
+        onnx.save(model, str(path))
 
 
 def _erfc_as_erf(graph_def: tensorflow.compat.v1.GraphDef) -> None:

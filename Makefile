@@ -11,7 +11,7 @@ STAMP := $(VENV)/.edgekit-installed
 # TF and torch: about 3 GiB).
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test test-zoo lint bench-convert bench-quantize bench-quantize-avx2 bench-prune bench-run bench-overhead bench-int8-ops bench-board bench-zoo soak clean
+.PHONY: setup demo test test-zoo lint bench-convert bench-quantize bench-quantize-avx2 bench-prune bench-run bench-overhead bench-int8-ops bench-tflite-bias bench-board bench-zoo soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-quantize-avx2: setup
 
 bench-int8-ops: setup
 	$(PY) benchmarks/int8_ops.py
+
+# TFLite bias correction measured on the reference kernels (until 2026-12-06) against XNNPACK (now).
+bench-tflite-bias: setup
+	$(PY) benchmarks/tflite_bias_kernels.py
 
 # Needs root, debootstrap and QEMU's binfmt registration (README: "On the device's own kernels").
 bench-board: setup

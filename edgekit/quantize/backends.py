@@ -351,8 +351,9 @@ class TFLiteBackend(Backend):
                 )
             if self.options.bias_correction:
                 data, self.corrections[target] = correct_tflite_biases(
-                    self._float_flatbuffer(), data, samples[:BIAS_SAMPLES], self.progress, self._biases
-                )
+                    self._float_flatbuffer(), data, samples[:BIAS_SAMPLES], self.progress, self._biases,
+                    self.options.threads,
+                )  # fmt: skip
         if self.options.scheme == "int8" and self.options.range_selection:
             samples = [t.astype(np.float32) for t in tensors(self.calibration(RANGE_SAMPLES), self.prep, self.spec)]
             data, self.ranges[target] = select_ranges(

@@ -2,9 +2,10 @@
 applied to the int32 biases of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, edited in the flatbuffer
 in place (same size, same layout, so nothing else in the file moves).
 
-Both models are run by the TFLite reference kernels with every tensor kept
-(experimental_preserve_all_tensors; XNNPACK would hide the intermediate tensors). The float model
-must come from the same converter run as the int8 one, so that tensor names match.
+Both models run on the runtime's default kernels (XNNPACK on a CPU), the ones the user's runs use, with
+the measured tensors made graph outputs (XNNPACK keeps no intermediate tensor); the reference kernels,
+which keep every tensor, are used only to read the graph. The float model must come from the same
+converter run as the int8 one, so that tensor names match.
 TFLite fuses the activation into the layer, so both sides are post-activation: values within one
 quantization step of the output's range ends (a ReLU6's 0 and 6) are left out of the mean.
 """
@@ -27,8 +28,10 @@ def correct_tflite_biases(
     samples: list[np.ndarray],
     progress: Callable[[str], None],
     earlier: dict[str, tuple[np.ndarray, float]] | None = None,
+    threads: int | None = None,
 ) -> tuple[bytes, BiasCorrection]:
-    """`quant_model` with corrected int32 biases, and what was done; `samples` are float inputs.
+    """`quant_model` with corrected int32 biases, and what was done; `samples` are float inputs, run
+    on `threads` threads of the runtime's default kernels.
 
     `earlier` keeps each corrected bias under a key of everything that ran before it (see
     `_prefix_keys`): a budget round that keeps a layer in float changes nothing before that layer, so
@@ -51,17 +54,18 @@ def correct_tflite_biases(
     if reused:
         progress(f"bias correction: {reused} of {len(targets)} layers as in the earlier round")
     todo = targets[reused:]
-    float_outputs = (
-        collect_tensors(reference_interpreter(float_model), [t.float_tensor for t in todo], samples, np.float16)
-        if todo
-        else []
-    )
+    if todo:
+        float_tensors = [t.float_tensor for t in todo]
+        float_run = runtime_interpreter(with_outputs(float_model, float_tensors), threads)
+        float_outputs = collect_tensors(float_run, float_tensors, samples, np.float16)
+        probe = bytearray(with_outputs(bytes(data), [t.quant_tensor for t in todo]))
+        probe_biases = bias_views(probe, [t.bias_tensor for t in todo])
     for index, target in enumerate(todo):
         progress(f"bias correction: layer {reused + index + 1} of {len(targets)}")
-        quant = collect_tensors(reference_interpreter(bytes(data)), [target.quant_tensor], samples, np.float32)
+        quant = collect_tensors(runtime_interpreter(bytes(probe), threads), [target.quant_tensor], samples, np.float32)
         shift = mean_shift([q[0] for q in quant], [f[index] for f in float_outputs], target.kept_range, -1)
         corrected = np.clip(np.round(target.bias - shift / target.bias_scale), -(2**31), 2**31 - 1)
-        target.bias[:] = corrected.astype(np.int32)
+        target.bias[:] = probe_biases[index][:] = corrected.astype(np.int32)
         shifts.append(float(np.abs(shift).mean()))
         earlier[target.key] = (target.bias.copy(), shifts[-1])
     seconds = time.perf_counter() - started
@@ -69,14 +73,20 @@ def correct_tflite_biases(
 
 
 class _Target:
-    """One int8 layer: its output tensor in both models, a writable view of its int32 bias inside the
-    flatbuffer, the bias scales, the float range its output can represent, and the key of what ran up
-    to it (for reuse by later rounds)."""
+    """One int8 layer: its output tensor in both models, its int32 bias tensor and a writable view of
+    that bias inside the flatbuffer, the bias scales, the float range its output can represent, and the
+    key of what ran up to it (for reuse by later rounds)."""
 
     def __init__(
-        self, quant_tensor: int, float_tensor: int, bias: np.ndarray, bias_scale: np.ndarray, kept: tuple, key: str
+        self,
+        tensors: tuple[int, int, int],
+        bias: np.ndarray,
+        bias_scale: np.ndarray,
+        kept: tuple,
+        key: str,
     ):
-        self.quant_tensor, self.float_tensor, self.bias = quant_tensor, float_tensor, bias
+        self.quant_tensor, self.float_tensor, self.bias_tensor = tensors
+        self.bias = bias
         self.bias_scale, self.kept_range = bias_scale, kept
         self.key = key  # what ran up to this layer, uncorrected (see _prefix_keys)
 
@@ -113,6 +123,35 @@ def own_bias_buffers(model: bytes, rewrite: bool = False) -> bytearray:
             users[tensor.buffer] = 1
             copied = True
     return bytearray(pack_model(unpacked, len(model))) if copied or rewrite else bytearray(model)
+
+
+def with_outputs(model: bytes, tensors: list[int]) -> bytes:
+    """The model with `tensors` added to its graph outputs (nothing else changes: same tensors, same
+    buffers), so that XNNPACK, which keeps no intermediate tensor, hands them back."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from edgekit.quantize.tflite_compact import pack_model
+
+    unpacked = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    graph = unpacked.subgraphs[0]
+    outputs = [int(index) for index in graph.outputs]
+    graph.outputs = outputs + [index for index in dict.fromkeys(tensors) if index not in outputs]
+    return pack_model(unpacked, len(model))
+
+
+def bias_views(data: bytearray, tensors: list[int]) -> list[np.ndarray]:
+    """Writable int32 views of the listed constant tensors' data inside the flatbuffer `data`."""
+    model, graph, _ = flatbuffer_graph(data)
+    return [model.Buffers(graph.Tensors(index).Buffer()).DataAsNumpy().view(np.int32) for index in tensors]
+
+
+def runtime_interpreter(model: bytes, threads: int | None = None):
+    """An interpreter on the runtime's default kernels (XNNPACK on a CPU): what the user's runs use."""
+    from edgekit.runtimes.tflite import find_interpreter
+
+    interpreter = find_interpreter()[1](model_content=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def reference_interpreter(model: bytes):
@@ -166,7 +205,8 @@ def _targets(quant, reference, data: bytearray, samples: list[np.ndarray]) -> li
         kept = ((info.min - zero_point + 1) * scale, (info.max - zero_point - 1) * scale)
         bias_scale = np.asarray(bias["quantization_parameters"]["scales"], np.float64)
         float_tensor = float_index[output["name"]]
-        targets.append(_Target(output["index"], float_tensor, raw.view(np.int32), bias_scale, kept, keys[position]))
+        ids = (output["index"], float_tensor, inputs[2])
+        targets.append(_Target(ids, raw.view(np.int32), bias_scale, kept, keys[position]))
     return targets
 
 
@@ -225,11 +265,8 @@ def collect_tensors(interpreter, tensors: list[int], samples: list[np.ndarray], 
 
 def collect_outputs(model: bytes, samples: list[np.ndarray], threads: int | None = None) -> list[np.ndarray]:
     """Output 0 of `model` (dequantized, float64) for every sample, run with the runtime's default
-    kernels (XNNPACK on a CPU): what the user's runs compute, unlike the reference kernels above."""
-    from edgekit.runtimes.tflite import find_interpreter
-
-    interpreter = find_interpreter()[1](model_content=model, num_threads=threads)
-    interpreter.allocate_tensors()
+    kernels (XNNPACK on a CPU), as the user's runs are."""
+    interpreter = runtime_interpreter(model, threads)
     output = int(interpreter.get_output_details()[0]["index"])
     return [values[0] for values in collect_tensors(interpreter, [output], samples, np.float64)]
 

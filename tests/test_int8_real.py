@@ -185,12 +185,8 @@ def _mean_shifts_on_xnnpack(model: bytes, float_model: bytes, samples: list[np.n
     data = tb.own_bias_buffers(model)
     layers = tb._targets(tb.reference_interpreter(bytes(data)), tb.reference_interpreter(float_model), data, samples)
     quant_ids, float_ids = [t.quant_tensor for t in layers], [t.float_tensor for t in layers]
-    quant = tb.collect_tensors(
-        tb.runtime_interpreter(tb.with_outputs(model, quant_ids)), quant_ids, samples, np.float32
-    )
-    fp32 = tb.collect_tensors(
-        tb.runtime_interpreter(tb.with_outputs(float_model, float_ids)), float_ids, samples, np.float16
-    )
+    quant = tb.runtime_tensors(model, quant_ids, samples, np.float32)
+    fp32 = tb.runtime_tensors(float_model, float_ids, samples, np.float16)
     scales = {d["index"]: d["quantization"][0] for d in tb.reference_interpreter(model).get_tensor_details()}
     return [
         float(np.abs(mean_shift([q[i] for q in quant], [f[i] for f in fp32], layer.kept_range, -1)).mean())

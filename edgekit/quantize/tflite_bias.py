@@ -55,9 +55,7 @@ def correct_tflite_biases(
         progress(f"bias correction: {reused} of {len(targets)} layers as in the earlier round")
     todo = targets[reused:]
     if todo:
-        float_tensors = [t.float_tensor for t in todo]
-        float_run = runtime_interpreter(with_outputs(float_model, float_tensors), threads)
-        float_outputs = collect_tensors(float_run, float_tensors, samples, np.float16)
+        float_outputs = runtime_tensors(float_model, [t.float_tensor for t in todo], samples, np.float16, threads)
         probe = bytearray(with_outputs(bytes(data), [t.quant_tensor for t in todo]))
         probe_biases = bias_views(probe, [t.bias_tensor for t in todo])
     for index, target in enumerate(todo):
@@ -261,6 +259,14 @@ def collect_tensors(interpreter, tensors: list[int], samples: list[np.ndarray], 
             outputs.append(value.astype(store))
         results.append(outputs)
     return results
+
+
+def runtime_tensors(
+    model: bytes, tensors: list[int], samples: list[np.ndarray], store: type, threads: int | None = None
+) -> list[list[np.ndarray]]:
+    """The listed tensors (dequantized) for every sample, run on the runtime's default kernels with the
+    tensors made graph outputs (XNNPACK keeps no intermediate tensor)."""
+    return collect_tensors(runtime_interpreter(with_outputs(model, tensors), threads), tensors, samples, store)
 
 
 def collect_outputs(model: bytes, samples: list[np.ndarray], threads: int | None = None) -> list[np.ndarray]:

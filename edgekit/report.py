@@ -226,6 +226,13 @@ def agreement_with_interval(report: ValidationReport) -> str:
     return f"{_pct(report.top1_agreement)} (95% interval {low:.1%}-{high:.1%} on {report.images} images)"
 
 
+def gap_with_interval(report: ValidationReport) -> str:
+    """The top-class probability gap on the confident images, with its 95% interval where it has one."""
+    interval = report.confident_probability_gap_interval
+    spread = f", 95% interval {interval[0]:.3f}-{interval[1]:.3f}" if interval else ""
+    return f"{report.confident_probability_gap:.3f} (mean on {report.confident_images} confident images{spread})"
+
+
 def validation_table(report: ValidationReport, title: str) -> Table:
     """The drift measures of one validation."""
     from edgekit.validate import NEAR_TIE_MARGIN
@@ -244,9 +251,8 @@ def validation_table(report: ValidationReport, title: str) -> Table:
     table.add_row("top-5 agreement", _pct(report.top5_agreement))
     table.add_row("confident agreement", f"{_pct(report.confident_agreement)} on {report.confident_images} images")
     table.add_row("mean KL", f"{report.mean_kl:.4f}")
-    gap = getattr(report, "confident_probability_gap", None)
-    if gap is not None:
-        table.add_row("top-class probability gap", f"{gap:.3f} (mean, on the confident images)")
+    if getattr(report, "confident_probability_gap", None) is not None:
+        table.add_row("top-class probability gap", gap_with_interval(report))
     table.add_row("max |Δ| of outputs", f"{report.max_abs_diff:.4g}")
     meanings = getattr(report, "output_meaning", {})
     if meanings:
@@ -305,6 +311,8 @@ def print_quantize(report: QuantizeReport) -> None:
     )
     _out.print(table)
     _out.print(f"top-1 agreement {agreement_with_interval(val)}")
+    if val.confident_probability_gap is not None:
+        _out.print(f"top-class probability gap {gap_with_interval(val)}")
     if val.candidate_runtime:
         _out.print(f"drift measured with the candidate on {val.candidate_runtime}; latencies are this host's")
     if len(report.rounds) > 1:

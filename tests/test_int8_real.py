@@ -139,6 +139,10 @@ def _assert_kl_is_the_outputs_kl(report: object, folder: Path) -> None:
         "candidate": "probabilities (recorded)",
     }
     assert validation.confident_probability_gap == pytest.approx(float(np.mean(gaps)), rel=1e-6)
+    half = 1.96 * float(np.std(gaps, ddof=1)) / np.sqrt(len(gaps))
+    assert validation.confident_probability_gap_interval == pytest.approx(
+        (float(np.mean(gaps)) - half, float(np.mean(gaps)) + half), rel=1e-6
+    )
     assert (validation.top1_changed, validation.changed_on_near_ties) == (changes, near_tie_changes)
     low, high = validation.top1_interval
     assert low < validation.top1_agreement <= high and high - low > 0.05  # 60 images cannot pin it closer

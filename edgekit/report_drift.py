@@ -47,7 +47,7 @@ def validation_table(report: ValidationReport, title: str) -> Table:
     table.add_row("top-5 agreement", _pct(report.top5_agreement))
     table.add_row("confident agreement", f"{_pct(report.confident_agreement)} on {report.confident_images} images")
     table.add_row("mean KL", f"{report.mean_kl:.4f}")
-    if getattr(report, "confident_probability_gap", None) is not None:
+    if report.confident_probability_gap is not None:
         table.add_row("top-class probability gap", gap_with_interval(report))
     table.add_row("max |Δ| of outputs", f"{report.max_abs_diff:.4g}")
     meanings = getattr(report, "output_meaning", {})
